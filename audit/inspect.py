@@ -1,0 +1,173 @@
+"""One file -> one set of facts: magic bytes, structure, a full decode, size and hashes.
+
+Runs in worker processes, so it is self-contained and cheap: the file is read once;
+sha256 and the structural walk run over those bytes; Pillow decodes them fully
+(for JPEG through `draft()`, which still entropy-decodes every block, so truncation
+and corrupt data are found, but skips most of the inverse DCT and colour work).
+
+Decisions (which issue codes apply) are not made here: see audit.checks.integrity.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import mmap
+import os
+import stat
+import warnings
+from dataclasses import dataclass
+
+from PIL import Image, UnidentifiedImageError
+
+from audit import containers, formats, hashing
+from audit.dataset import FileEntry
+
+# Files above this size are memory-mapped rather than read into memory.
+_MMAP_ABOVE_BYTES = 64 * 1024 * 1024
+# Pillow's own decompression-bomb check is replaced by audit's --max-pixels limit,
+# which is applied before any decode; Pillow's would raise before we could report.
+Image.MAX_IMAGE_PIXELS = None
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """Everything observed about one file, before any judgement."""
+
+    relpath: str
+    label: str
+    bytes: int = 0
+    mtime_ns: int = 0
+    read_error: str | None = None  # why the file could not be read at all
+    container: str | None = None  # formats.Container.name from the magic bytes
+    format: str = ""  # Pillow's format name, '' when Pillow could not open it
+    mode: str = ""
+    width: int | None = None
+    height: int | None = None
+    open_error: str | None = None  # Pillow could not even parse the header
+    decode_error: str | None = None  # the header parsed, the pixel data did not decode
+    decoded: bool = False  # pixels fully decoded
+    structure: containers.Structure = containers.UNCHECKED
+    orientation: int | None = None  # EXIF orientation tag, when present
+    jfif_in_peek: bool = False  # b"JFIF" in what the Keras tutorial's peek(10) returns
+    sha256: str = ""
+    phash: str = ""
+
+    @property
+    def pixels(self) -> int | None:
+        """Pixel count from the header, when known."""
+        if self.width is None or self.height is None:
+            return None
+        return self.width * self.height
+
+
+def regular_file_problem(path: str) -> str | None:
+    """Why path cannot be read as a regular file (broken link, FIFO...), or None."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            return "broken symlink: its target does not exist"
+        return "the file vanished during the scan"
+    except OSError as error:
+        return f"cannot stat: {error.strerror or error}"
+    if stat.S_ISREG(info.st_mode):
+        return None
+    if stat.S_ISFIFO(info.st_mode):
+        kind = "a FIFO"
+    elif stat.S_ISSOCK(info.st_mode):
+        kind = "a socket"
+    else:
+        kind = "a device or special file"
+    return f"not a regular file ({kind}); not opened"
+
+
+def inspect_file(entry: FileEntry, max_pixels: int) -> Facts:
+    """Observe one file; never raises for anything the file itself contains."""
+    problem = regular_file_problem(entry.path)
+    if problem is not None:
+        return Facts(entry.relpath, entry.label, read_error=problem)
+    try:
+        with open(entry.path, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if info.st_size > _MMAP_ABOVE_BYTES:
+                with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                    return _inspect_bytes(entry, data, info, max_pixels)
+            return _inspect_bytes(entry, handle.read(), info, max_pixels)
+    except OSError as error:
+        return Facts(entry.relpath, entry.label, read_error=f"cannot read: {error.strerror or error}")
+
+
+def _inspect_bytes(entry: FileEntry, data, info: os.stat_result, max_pixels: int) -> Facts:
+    size = len(data)
+    common = {
+        "relpath": entry.relpath,
+        "label": entry.label,
+        "bytes": size,
+        "mtime_ns": info.st_mtime_ns,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        # The Keras tutorial tests b"JFIF" in fobj.peek(10); peek returns the whole
+        # first buffer (st_blksize bytes), so that is what is searched here too.
+        "jfif_in_peek": b"JFIF" in data[: info.st_blksize if info.st_blksize > 1 else 8192],
+    }
+    if size == 0:
+        return Facts(**common)
+    container = formats.sniff(bytes(data[:64]))
+    structure = containers.walk(container.name, data)
+    decode = _decode(data, structure, max_pixels)
+    return Facts(**common, container=container.name, structure=structure, **decode)
+
+
+def _decode(data, structure: containers.Structure, max_pixels: int) -> dict:
+    """Open and fully decode with Pillow; returns the Facts fields it observed."""
+    if structure.skip_ranges:
+        data = _without_ranges(data, structure.skip_ranges)
+    stream = io.BytesIO(data) if isinstance(data, bytes) else data
+    observed: dict = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Pillow's EXIF/palette chatter is not a finding
+        try:
+            image = Image.open(stream)
+        except UnidentifiedImageError:
+            return {"open_error": "Pillow does not recognise the data"}
+        except Exception as error:  # any parser error on hostile bytes is a finding
+            return {"open_error": _describe(error)}
+        with image:
+            observed.update(format=image.format or "", mode=image.mode, width=image.width, height=image.height)
+            observed["orientation"] = _orientation(image)
+            if image.width * image.height > max_pixels:
+                return observed  # a decompression bomb is never decoded
+            try:
+                if image.format == "JPEG":
+                    # Smallest JPEG scale that still gives >= 32 px for the 32x32 pHash.
+                    image.draft("L", (32, 32))
+                image.load()
+                observed["phash"] = hashing.phash(image)
+                observed["decoded"] = True
+            except Exception as error:
+                observed["decode_error"] = _describe(error)
+    return observed
+
+
+def _orientation(image: Image.Image) -> int | None:
+    if "exif" not in image.info and image.format not in ("TIFF", "MPO"):
+        return None
+    try:
+        value = image.getexif().get(0x0112)
+    except Exception:  # corrupt EXIF is ignored here as it is by TensorFlow
+        return None
+    return int(value) if isinstance(value, int) else None
+
+
+def _without_ranges(data, ranges: tuple[tuple[int, int], ...]) -> bytes:
+    parts, start = [], 0
+    for begin, end in ranges:
+        parts.append(data[start:begin])
+        start = end
+    parts.append(data[start:])
+    return b"".join(parts)
+
+
+def _describe(error: BaseException) -> str:
+    message = str(error).strip() or type(error).__name__
+    return message.splitlines()[0][:200]
