@@ -1,0 +1,166 @@
+"""Command line: `python -m audit scan ROOT ...` and friends.
+
+One error boundary maps every outcome to an exit code (DESIGN.md):
+0 clean, 1 findings at or above --fail-on, 2 could not run (bad arguments, missing
+folder, not a class-folder layout), 3 unexpected failure, 130 on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from pathlib import Path
+
+from audit import __version__
+
+EXIT_CLEAN, EXIT_FINDINGS, EXIT_CANNOT_RUN, EXIT_UNEXPECTED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+class CannotRun(Exception):
+    """The command cannot run as asked (exit 2); the message says why and what is expected."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from audit.checks import Thresholds
+
+    defaults = Thresholds()
+    parser = argparse.ArgumentParser(
+        prog="python -m audit",
+        description="Audit an image-classification dataset laid out as ROOT/<class>/<images>.",
+        epilog="Exit codes: 0 clean, 1 findings at or above --fail-on, 2 could not run, "
+        "3 unexpected failure, 130 interrupted.",
+    )
+    parser.add_argument("--version", action="version", version=f"image-audit {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    scan = commands.add_parser(
+        "scan",
+        help="scan ROOT and write the reports",
+        description="Scan ROOT/<class>/<images>: integrity (as TensorFlow decodes), class balance, "
+        "resolution; write images.csv, findings.csv, duplicates.csv, summary.json, report.html, "
+        "report.md. ROOT is only read, never changed.",
+    )
+    scan.add_argument("root", metavar="ROOT", help="dataset folder: one sub-folder per class")
+    scan.add_argument("--out", metavar="DIR", help="report folder (default: reports/<ROOT name>); must be outside ROOT")
+    scan.add_argument(
+        "--fail-on",
+        choices=("error", "warning", "info", "never"),
+        default="error",
+        help="exit 1 when a finding reaches this severity (default: error)",
+    )
+    scan.add_argument("--jobs", type=int, metavar="N", help="worker processes (default: all cores)")
+    scan.add_argument(
+        "--max-pixels",
+        type=int,
+        default=defaults.max_pixels,
+        metavar="N",
+        help=f"decompression-bomb limit: larger images are never decoded (default: {defaults.max_pixels:,})",
+    )
+    scan.add_argument(
+        "--min-side", type=int, default=defaults.min_side, metavar="PX", help=f"tiny_image below this side (default: {defaults.min_side}; 0 turns it off)"
+    )
+    scan.add_argument(
+        "--max-aspect-ratio",
+        type=float,
+        default=defaults.max_aspect_ratio,
+        metavar="R",
+        help=f"odd_aspect_ratio above long/short side R (default: {defaults.max_aspect_ratio:g})",
+    )
+    scan.add_argument(
+        "--max-imbalance",
+        type=float,
+        default=defaults.max_imbalance,
+        metavar="R",
+        help=f"class_imbalance above largest/smallest usable class R (default: {defaults.max_imbalance:g})",
+    )
+    scan.add_argument("--quiet", action="store_true", help="no progress bar and no per-error lines on stderr")
+    scan.set_defaults(handler=run_scan)
+
+    demo = commands.add_parser(
+        "demo",
+        help="build the demo dataset (real images from scikit-learn, with known problems injected)",
+        description="Write a demo dataset to DIR: scikit-learn's handwritten digits and sample photos, "
+        "plus injected problems (truncated, renamed, duplicated, odd-sized, ...) so every check fires.",
+    )
+    demo.add_argument("dest", metavar="DIR", help="folder to create; must not exist or be empty")
+    demo.set_defaults(handler=run_demo)
+    return parser
+
+
+def run_scan(args: argparse.Namespace) -> int:
+    from audit.checks import Thresholds
+    from audit.dataset import LayoutError
+    from audit.progress import Progress
+    from audit.scan import OutputInsideDataset, scan
+
+    try:
+        thresholds = Thresholds(
+            max_pixels=args.max_pixels,
+            min_side=args.min_side,
+            max_aspect_ratio=args.max_aspect_ratio,
+            max_imbalance=args.max_imbalance,
+        )
+    except ValueError as error:
+        raise CannotRun(str(error)) from error
+    if args.jobs is not None and args.jobs < 1:
+        raise CannotRun(f"--jobs must be at least 1, got {args.jobs}")
+    out = Path(args.out) if args.out else Path("reports") / (Path(args.root).resolve().name or "dataset")
+    progress = None if args.quiet else Progress("scanning")
+    try:
+        result = scan(args.root, out, thresholds=thresholds, jobs=args.jobs, fail_on=args.fail_on, progress=progress)
+    except (LayoutError, OutputInsideDataset) as error:
+        raise CannotRun(str(error)) from error
+    finally:
+        if progress:
+            progress.close()
+    if not args.quiet:
+        for line in result.error_lines:
+            print(line, file=sys.stderr)
+    summary = result.summary
+    counts = summary["severity_counts"]
+    print(
+        f"{summary['files']} files, {summary['usable']} usable: {counts['error']} with errors, "
+        f"{counts['warning']} with warnings, {counts['info']} with info only; "
+        f"{len(summary['classes'])} classes, imbalance ratio {summary['imbalance_ratio']}"
+    )
+    for finding in summary["dataset_findings"]:
+        print(f"{finding['severity']}: {finding['code']}: {finding['reason']}")
+    print(f"Reports in {result.out}: {', '.join(result.files)}")
+    print(result.files["report.html"])
+    return result.exit_code()
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from audit.demo import build_demo
+
+    try:
+        root = build_demo(Path(args.dest))
+    except (ImportError, FileExistsError) as error:
+        raise CannotRun(str(error)) from error
+    print(f"Demo dataset written to {root}")
+    return EXIT_CLEAN
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_request:  # argparse: --help (0) or a usage error (2)
+        return int(exit_request.code or 0)
+    if not getattr(args, "handler", None):
+        parser.print_help(sys.stderr)
+        return EXIT_CANNOT_RUN
+    try:
+        return args.handler(args)
+    except CannotRun as error:
+        print(f"audit: error: {error}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
+    except KeyboardInterrupt:
+        print("audit: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception:  # the one boundary: anything unexpected is exit 3, with the trace
+        traceback.print_exc()
+        print("audit: unexpected failure (exit 3); please report it with the trace above", file=sys.stderr)
+        return EXIT_UNEXPECTED

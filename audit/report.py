@@ -1,0 +1,324 @@
+"""Records + findings -> images.csv, findings.csv, duplicates.csv, summary.json, report.html, report.md.
+
+The writers stream the records once. Only what the HTML page shows is kept: the
+warning and error rows (up to a cap, the CSVs hold them all), a few sample files per
+class, and a bounded sample of sizes for the scatter plot. Each file is written to a
+temporary name and renamed, so a crash never leaves a half-written report behind.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from collections import Counter
+from collections.abc import Iterable
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
+
+from audit import charts
+from audit.codes import CODES, DATASET_CODES, SEVERITIES, SEVERITY_RANK, at_or_above
+from audit.records import DatasetFinding, FileRecord, merge_findings
+from audit.thumbnails import thumbnail_data_uri
+
+IMAGES_COLUMNS = ("path", "label", "bytes", "format", "mode", "width", "height", "sha256", "phash", "severity", "issues", "reasons")
+FINDINGS_COLUMNS = ("path", "label", "severity", "code", "reason")
+DUPLICATES_COLUMNS = ("group", "kind", "path", "label", "distance", "keeper")
+
+SAMPLES_PER_CLASS = 8
+MAX_SAMPLES = 400  # with many classes, fewer samples each, so the page stays light
+MAX_FLAGGED_ROWS = 5000  # rows of the HTML table; the CSVs list every file
+MAX_THUMBNAILS = 1500
+MAX_INFO_ROWS = 200
+MAX_SCATTER_POINTS = 4000
+
+
+@dataclass
+class ReportContext:
+    """What the writers need besides the records."""
+
+    root: Path
+    out: Path
+    layout: object  # audit.dataset.Layout
+    thresholds: object  # audit.checks.Thresholds
+    sections: dict  # summary sections from the dataset checks, by check name
+    dataset_findings: list[DatasetFinding]
+    fail_on: str
+    jobs: int
+    version: str
+    started: float  # time.monotonic() at the start of the scan
+    duplicate_rows: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class WrittenReports:
+    summary: dict
+    files: dict[str, Path]
+    error_lines: list[str]
+
+
+class _Collector:
+    """Counts and keeps, while streaming, what the summary and the HTML page need."""
+
+    def __init__(self, classes: tuple[str, ...], total: int, outlier_rows: set[int]):
+        self.files = 0
+        self.usable = 0
+        self.severity_counts = Counter({name: 0 for name in SEVERITIES})
+        self.code_counts = Counter({code: 0 for code in CODES})
+        self.flagged: list[FileRecord] = []
+        self.flagged_total = 0
+        self.info_rows: list[FileRecord] = []
+        self.info_total = 0
+        self.samples: dict[str, list[FileRecord]] = {name: [] for name in classes}
+        self._samples_per_class = max(1, min(SAMPLES_PER_CLASS, MAX_SAMPLES // max(len(classes), 1)))
+        self.points: list[tuple[int, int, bool]] = []
+        self._point_stride = max(1, total // MAX_SCATTER_POINTS)
+        self._outlier_rows = outlier_rows
+        self.error_lines: list[str] = []
+        self.jfif = Counter()
+
+    def add(self, row: int, record: FileRecord) -> None:
+        severity = record.severity
+        self.files += 1
+        self.usable += record.usable
+        self.severity_counts[severity] += 1
+        self.code_counts.update(record.codes)
+        if severity in ("warning", "error"):
+            self.flagged_total += 1
+            if len(self.flagged) < MAX_FLAGGED_ROWS:
+                self.flagged.append(record)
+        elif severity == "info":
+            self.info_total += 1
+            if len(self.info_rows) < MAX_INFO_ROWS:
+                self.info_rows.append(record)
+        if severity == "error":
+            for finding in record.findings:
+                if finding.severity == "error":
+                    self.error_lines.append(f"error: {record.path}: {finding.code}: {finding.reason}")
+        if record.usable and severity in ("ok", "info") and len(self.samples[record.label]) < self._samples_per_class:
+            self.samples[record.label].append(record)
+        if record.usable and record.width and record.height:
+            outlier = row in self._outlier_rows
+            if outlier or row % self._point_stride == 0:
+                self.points.append((record.width, record.height, outlier))
+        would_delete = "missing_jfif_marker" in record.codes
+        self.jfif["would_delete"] += would_delete
+        self.jfif["would_delete_usable"] += would_delete and record.usable
+        self.jfif["errors_kept"] += (not would_delete) and severity == "error"
+
+
+def write_reports(records: Iterable[FileRecord], extra_findings: dict[int, list], context: ReportContext) -> WrittenReports:
+    """Write every report file into context.out; returns the summary and the paths."""
+    out = context.out
+    outlier_rows = {row for row, found in extra_findings.items() if any(f.code == "resolution_outlier" for f in found)}
+    collector = _Collector(context.layout.classes, context.layout.file_count, outlier_rows)
+    with _atomic(out / "images.csv") as images_file, _atomic(out / "findings.csv") as findings_file:
+        images = csv.writer(images_file)
+        findings = csv.writer(findings_file)
+        images.writerow(IMAGES_COLUMNS)
+        findings.writerow(FINDINGS_COLUMNS)
+        for row, record in enumerate(records):
+            if row in extra_findings:
+                record = replace(record, findings=merge_findings(record.findings, extra_findings[row]))
+            images.writerow(_image_row(record))
+            for finding in record.findings:
+                findings.writerow((record.path, record.label, finding.severity, finding.code, finding.reason))
+            collector.add(row, record)
+    with _atomic(out / "duplicates.csv") as duplicates_file:
+        writer = csv.DictWriter(duplicates_file, DUPLICATES_COLUMNS)
+        writer.writeheader()
+        writer.writerows(context.duplicate_rows)
+
+    summary = build_summary(collector, context)
+    with _atomic(out / "summary.json") as handle:
+        json.dump(summary, handle, indent=2, ensure_ascii=False)
+        handle.write("\n")
+    with _atomic(out / "report.html") as handle:
+        handle.write(render_html(summary, collector, context))
+    with _atomic(out / "report.md") as handle:
+        handle.write(render_markdown(summary, collector))
+    names = ("report.html", "report.md", "summary.json", "images.csv", "findings.csv", "duplicates.csv")
+    return WrittenReports(summary, {name: out / name for name in names}, collector.error_lines)
+
+
+def _image_row(record: FileRecord) -> tuple:
+    return (
+        record.path,
+        record.label,
+        record.bytes,
+        record.format,
+        record.mode,
+        "" if record.width is None else record.width,
+        "" if record.height is None else record.height,
+        record.sha256,
+        record.phash,
+        record.severity,
+        ";".join(record.codes),
+        " | ".join(finding.reason for finding in record.findings),
+    )
+
+
+def build_summary(collector: _Collector, context: ReportContext) -> dict:
+    """The summary.json document (see README, "Report contract")."""
+    balance = context.sections.get("balance", {})
+    worst_dataset = max((finding.severity for finding in context.dataset_findings), key=SEVERITY_RANK.get, default="ok")
+    worst_file = max((name for name, count in collector.severity_counts.items() if count), key=SEVERITY_RANK.get, default="ok")
+    worst = max(worst_file, worst_dataset, key=SEVERITY_RANK.get)
+    layout = context.layout
+    return {
+        "tool": "image-audit",
+        "version": context.version,
+        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "duration_s": round(time.monotonic() - context.started, 3),
+        "root": str(context.root),
+        "out": str(context.out),
+        "jobs": context.jobs,
+        "files": collector.files,
+        "usable": collector.usable,
+        "unusable": collector.files - collector.usable,
+        "severity_counts": dict(collector.severity_counts),
+        "issue_counts": dict(collector.code_counts),
+        "classes": balance.get("classes", []),
+        "imbalance_ratio": balance.get("imbalance_ratio"),
+        "empty_classes": layout.empty_classes,
+        "classes_without_usable_images": balance.get("classes_without_usable_images", []),
+        "ignored_files": [{"path": item.relpath, "reason": item.reason} for item in layout.ignored],
+        "stray_files": list(layout.stray_files),
+        "dataset_findings": [
+            {"code": f.code, "severity": f.severity, "reason": f.reason, "subjects": list(f.subjects)}
+            for f in context.dataset_findings
+        ],
+        "thresholds": {**context.thresholds.as_dict(), "resolution_outlier": context.sections.get("resolution", {})},
+        "checks": {name: section for name, section in context.sections.items() if name not in ("balance", "resolution")},
+        "jfif_filter_comparison": {
+            "description": "the Keras tutorial's filter deletes files without b'JFIF' in their first buffer",
+            "would_delete": collector.jfif["would_delete"],
+            "would_delete_usable": collector.jfif["would_delete_usable"],
+            "errors_it_keeps": collector.jfif["errors_kept"],
+        },
+        "worst_severity": worst,
+        "fail_on": context.fail_on,
+        "exit_code": 1 if at_or_above(worst, context.fail_on) else 0,
+    }
+
+
+# ---------------------------------------------------------------- HTML and Markdown
+
+_environment = Environment(
+    loader=PackageLoader("audit", "templates"),
+    autoescape=select_autoescape(default=True, default_for_string=True),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def render_html(summary: dict, collector: _Collector, context: ReportContext) -> str:
+    """The self-contained report page: every file name escaped, thumbnails inlined."""
+    max_pixels = context.thresholds.max_pixels
+    budget = [MAX_THUMBNAILS]
+
+    def thumb(record: FileRecord) -> str | None:
+        if budget[0] <= 0 or record.width is None or "decompression_bomb" in record.codes:
+            return None
+        budget[0] -= 1
+        return thumbnail_data_uri(os.path.join(context.root, record.path), max_pixels)
+
+    severity_order = {"error": 0, "warning": 1}
+    flagged = sorted(collector.flagged, key=lambda record: (severity_order[record.severity], record.path))
+    resolution = context.sections.get("resolution", {})
+    bounds = (resolution["lower_side_px"], resolution["upper_side_px"]) if "lower_side_px" in resolution else None
+    template = _environment.get_template("report.html.j2")
+    return template.render(
+        summary=summary,
+        title=context.root.name or str(context.root),
+        codes=CODES,
+        dataset_codes=DATASET_CODES,
+        issue_rows=_issue_rows(summary),
+        samples=[(name, [(record, thumb(record)) for record in records]) for name, records in collector.samples.items()],
+        flagged=[(record, thumb(record)) for record in flagged],
+        flagged_total=collector.flagged_total,
+        info_rows=collector.info_rows,
+        info_total=collector.info_total,
+        class_chart=Markup(charts.class_bar_chart(summary["classes"])),
+        scatter=Markup(charts.resolution_scatter(collector.points, bounds)),
+        scatter_sampled=len(collector.points) < collector.usable,
+        thumbnails_capped=budget[0] <= 0,
+        verdict=_verdict(summary),
+    )
+
+
+def _issue_rows(summary: dict) -> list[dict]:
+    rows = [
+        {"code": code, "severity": CODES[code][0], "count": count, "meaning": CODES[code][1]}
+        for code, count in summary["issue_counts"].items()
+        if count
+    ]
+    return sorted(rows, key=lambda row: (-SEVERITY_RANK[row["severity"]], -row["count"], row["code"]))
+
+
+def _verdict(summary: dict) -> str:
+    errors = summary["severity_counts"]["error"]
+    warnings = summary["severity_counts"]["warning"]
+    if errors:
+        return f"{errors} file(s) must not reach training; {warnings} more need a look."
+    if warnings:
+        return f"No file will break training; {warnings} file(s) need a look."
+    return "No file will break training, and nothing needs a look."
+
+
+def render_markdown(summary: dict, collector: _Collector) -> str:
+    """The short text summary a scheduled job mails or posts."""
+    counts = summary["severity_counts"]
+    lines = [
+        f"# Image audit: {_md(Path(summary['root']).name)}",
+        "",
+        f"**{_verdict(summary)}** (exit code {summary['exit_code']}, fail-on {summary['fail_on']})",
+        "",
+        "| files | usable | errors | warnings | info | classes | imbalance ratio |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {summary['files']} | {summary['usable']} | {counts['error']} | {counts['warning']} | {counts['info']} "
+        f"| {len(summary['classes'])} | {summary['imbalance_ratio'] if summary['imbalance_ratio'] is not None else '-'} |",
+        "",
+    ]
+    issue_rows = _issue_rows(summary)
+    if issue_rows:
+        lines += ["## Issues", "", "| code | severity | files | meaning |", "|---|---|---:|---|"]
+        lines += [f"| `{row['code']}` | {row['severity']} | {row['count']} | {row['meaning']} |" for row in issue_rows]
+        lines.append("")
+    if summary["dataset_findings"]:
+        lines += ["## Dataset findings", ""]
+        lines += [f"- **{f['severity']}** `{f['code']}`: {_md(f['reason'])}" for f in summary["dataset_findings"]]
+        lines.append("")
+    lines += ["## Classes", "", "| class | files | usable | share |", "|---|---:|---:|---:|"]
+    lines += [f"| {_md(c['name'])} | {c['files']} | {c['usable']} | {c['share'] * 100:.1f}% |" for c in summary["classes"]]
+    lines.append("")
+    errors = collector.error_lines[:50]
+    if errors:
+        lines += [f"## Errors (first {len(errors)} of {len(collector.error_lines)})", ""]
+        lines += [f"- {_md(line.removeprefix('error: '))}" for line in errors]
+        lines.append("")
+    lines += ["Full tables: `images.csv`, `findings.csv`, `duplicates.csv`; the page to read first: `report.html`.", ""]
+    return "\n".join(lines)
+
+
+def _md(text: str) -> str:
+    """Neutralise HTML (as entities, safe in any renderer) and Markdown in names and reasons."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    for char in "\\`*_[]|#":
+        text = text.replace(char, "\\" + char)
+    return text
+
+
+@contextmanager
+def _atomic(path: Path):
+    """Write to a temporary sibling, then rename over path."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(temporary, "w", encoding="utf-8", newline="") as handle:
+        yield handle
+    os.replace(temporary, path)

@@ -1,0 +1,37 @@
+"""Small inline thumbnails for the HTML report, as the model will see the pixels.
+
+No EXIF rotation is applied (TensorFlow applies none), and a truncated file shows the
+part that decodes, which is often the quickest way to see what is wrong with it.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import warnings
+
+from PIL import Image, ImageFile
+
+THUMBNAIL_SIDE = 96
+
+
+def thumbnail_data_uri(path: str, max_pixels: int, side: int = THUMBNAIL_SIDE) -> str | None:
+    """A data: URI with a JPEG thumbnail of path, or None when nothing decodes."""
+    previous = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = True  # show the part of a truncated file that decodes
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as image:
+                if image.width * image.height > max_pixels:
+                    return None  # never decode a decompression bomb, not even for a picture
+                image.draft("RGB", (side, side))
+                image.thumbnail((side, side))
+                picture = image.convert("RGBA").convert("RGB") if "A" in image.mode else image.convert("RGB")
+        buffer = io.BytesIO()
+        picture.save(buffer, "JPEG", quality=80)
+    except Exception:  # anything undecodable simply has no thumbnail
+        return None
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = previous
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
