@@ -1,0 +1,43 @@
+"""Shared fixtures: datasets are generated per test under tmp_path."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.imagegen import encode, photo_like
+
+
+def write_dataset(root: Path, files: dict[str, bytes]) -> Path:
+    """Create root/<relpath> for each entry; returns root."""
+    for relpath, data in files.items():
+        path = root / relpath
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return root
+
+
+def jpeg(seed: int, width: int = 48, height: int = 40) -> bytes:
+    return encode(photo_like(width, height, seed=seed), "JPEG", quality=90)
+
+
+def tree_fingerprint(root: Path) -> dict[str, tuple]:
+    """Every path under root with its type, mode, size, mtime and content hash."""
+    fingerprint = {}
+    for directory, folders, files in os.walk(root, followlinks=False):
+        for name in sorted(folders + files):
+            path = Path(directory) / name
+            info = os.lstat(path)
+            digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() and not path.is_symlink() else None
+            fingerprint[str(path.relative_to(root))] = (info.st_mode, info.st_size, info.st_mtime_ns, digest)
+    return fingerprint
+
+
+@pytest.fixture
+def small_dataset(tmp_path: Path) -> Path:
+    """Three clean classes of small distinct JPEGs."""
+    files = {f"{label}/{label}_{index}.jpg": jpeg(seed=100 * number + index) for number, label in enumerate(("cat", "dog", "fox")) for index in range(4)}
+    return write_dataset(tmp_path / "data", files)

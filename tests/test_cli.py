@@ -1,0 +1,109 @@
+"""The CLI: exit codes 0/1/2/3/130, --fail-on, output ending with the report path, --help."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from audit import cli
+from tests.conftest import jpeg, write_dataset
+
+
+def run(*argv) -> int:
+    return cli.main([str(arg) for arg in argv])
+
+
+def test_clean_dataset_exits_0_and_prints_report_path(small_dataset, tmp_path, capsys):
+    assert run("scan", small_dataset, "--out", tmp_path / "out", "--jobs", 1) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-1] == str(tmp_path / "out" / "report.html")
+    assert Path(lines[-1]).is_file()
+
+
+def test_errors_exit_1_and_print_one_line_each(small_dataset, tmp_path, capsys):
+    (small_dataset / "cat" / "broken.jpg").write_bytes(jpeg(7)[:300])
+    (small_dataset / "dog" / "empty.jpg").write_bytes(b"")
+    assert run("scan", small_dataset, "--out", tmp_path / "out", "--jobs", 1, "--quiet") == 1
+    assert capsys.readouterr().err == ""  # --quiet: no progress, no error lines
+    assert run("scan", small_dataset, "--out", tmp_path / "out", "--jobs", 1) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert errors == [
+        "error: cat/broken.jpg: truncated: " + errors[0].split(": truncated: ")[1],
+        "error: dog/empty.jpg: empty_file: 0 bytes",
+    ]
+
+
+@pytest.mark.parametrize("fail_on, expected", [("error", 0), ("warning", 1), ("info", 1), ("never", 0)])
+def test_fail_on_levels(small_dataset, tmp_path, fail_on, expected):
+    (small_dataset / "cat" / "mislabelled.png").write_bytes(jpeg(9))  # extension_mismatch: a warning
+    assert run("scan", small_dataset, "--out", tmp_path / "out", "--jobs", 1, "--fail-on", fail_on, "--quiet") == expected
+
+
+def test_fail_on_never_even_with_errors(small_dataset, tmp_path):
+    (small_dataset / "cat" / "empty.jpg").write_bytes(b"")
+    assert run("scan", small_dataset, "--out", tmp_path / "out", "--jobs", 1, "--fail-on", "never", "--quiet") == 0
+
+
+@pytest.mark.parametrize("argv_tail, message", [
+    (["--jobs", "0"], "--jobs must be at least 1"),
+    (["--min-side", "-3"], "min_side"),
+    (["--max-aspect-ratio", "0.5"], "max_aspect_ratio"),
+])
+def test_bad_arguments_exit_2(small_dataset, tmp_path, capsys, argv_tail, message):
+    assert run("scan", small_dataset, "--out", tmp_path / "out", *argv_tail) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cannot_run_exits_2(tmp_path, capsys):
+    assert run("scan", tmp_path / "missing") == 2
+    assert "does not exist" in capsys.readouterr().err
+    flat = write_dataset(tmp_path / "flat", {"a.jpg": jpeg(1), "b.jpg": jpeg(2)})
+    assert run("scan", flat, "--out", tmp_path / "out") == 2
+    assert "ROOT/<class>/<images>" in capsys.readouterr().err
+    assert run("scan", "--fail-on", "sometimes", flat) == 2  # argparse usage error
+    assert run() == 2  # no command
+
+
+def test_out_inside_root_exits_2(small_dataset, capsys):
+    assert run("scan", small_dataset, "--out", small_dataset / "reports") == 2
+    assert "never writes into" in capsys.readouterr().err
+
+
+def test_unexpected_failure_exits_3(small_dataset, tmp_path, monkeypatch, capsys):
+    def explode(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("audit.scan.scan", explode)
+    assert run("scan", small_dataset, "--out", tmp_path / "out") == 3
+    err = capsys.readouterr().err
+    assert "RuntimeError: boom" in err and "unexpected failure" in err
+
+
+def test_ctrl_c_exits_130(small_dataset, tmp_path, monkeypatch):
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("audit.scan.scan", interrupt)
+    assert run("scan", small_dataset, "--out", tmp_path / "out") == 130
+
+
+def test_default_out_is_under_reports(small_dataset, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert run("scan", small_dataset, "--jobs", 1, "--quiet") == 0
+    assert (tmp_path / "reports" / small_dataset.name / "summary.json").is_file()
+
+
+def test_module_entry_point_and_help(small_dataset, tmp_path):
+    """`python -m audit` runs as a real process, with its pool, and --help documents scan."""
+    done = subprocess.run([sys.executable, "-m", "audit", "scan", str(small_dataset), "--out", str(tmp_path / "o"), "--jobs", "2"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("report.html")
+    assert "scanning: 12 files" in done.stderr  # progress on stderr (a plain line when not a terminal)
+    shown = subprocess.run([sys.executable, "-m", "audit", "scan", "--help"], capture_output=True, text=True)
+    assert shown.returncode == 0
+    for option in ("--out", "--fail-on", "--jobs", "--max-pixels", "--min-side", "--max-aspect-ratio", "--max-imbalance"):
+        assert option in shown.stdout

@@ -1,0 +1,74 @@
+"""The ROOT/<class>/ walk: nesting, clutter, strays, empty classes, symlink loops, bad roots."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from audit.dataset import LayoutError, discover
+from tests.conftest import jpeg, write_dataset
+
+
+def test_nested_files_belong_to_top_level_class(tmp_path):
+    root = write_dataset(tmp_path / "d", {"cat/a.jpg": jpeg(1), "cat/2019/b.jpg": jpeg(2), "cat/2019/x/c.jpg": jpeg(3), "dog/d.jpg": jpeg(4)})
+    layout = discover(root)
+    entries = list(layout.iter_files())
+    assert layout.classes == ("cat", "dog")
+    assert [(e.relpath, e.label) for e in entries] == [
+        ("cat/a.jpg", "cat"), ("cat/2019/b.jpg", "cat"), ("cat/2019/x/c.jpg", "cat"), ("dog/d.jpg", "dog")]
+    assert layout.file_count == 4 and layout.files_per_class == {"cat": 3, "dog": 1}
+
+
+def test_clutter_is_ignored_and_listed(tmp_path):
+    root = write_dataset(tmp_path / "d", {
+        "cat/a.jpg": jpeg(1), "cat/.DS_Store": b"x", "cat/Thumbs.db": b"x", "cat/desktop.ini": b"x",
+        "cat/._a.jpg": b"x", "cat/.ipynb_checkpoints/a-checkpoint.jpg": jpeg(1), ".git/config": b"x"})
+    layout = discover(root)
+    assert [e.relpath for e in layout.iter_files()] == ["cat/a.jpg"]
+    ignored = {item.relpath for item in layout.ignored}
+    assert ignored == {".git", "cat/.DS_Store", "cat/Thumbs.db", "cat/desktop.ini", "cat/._a.jpg", "cat/.ipynb_checkpoints"}
+    assert layout.classes == ("cat",)  # a dot-folder is never a class (Keras skips it too)
+
+
+def test_stray_files_and_empty_classes(tmp_path):
+    root = write_dataset(tmp_path / "d", {"cat/a.jpg": jpeg(1), "README.md": b"notes", "labels.csv": b"a,b"})
+    (root / "dog").mkdir()
+    layout = discover(root)
+    assert layout.stray_files == ["README.md", "labels.csv"]
+    assert layout.empty_classes == ["dog"]
+
+
+def test_symlink_loop_does_not_hang(tmp_path):
+    root = write_dataset(tmp_path / "d", {"cat/a.jpg": jpeg(1), "dog/b.jpg": jpeg(2)})
+    (root / "cat" / "loop").symlink_to(root / "cat")
+    (root / "cat" / "to_root").symlink_to(root)
+    (root / "dog" / "linked.jpg").symlink_to(root / "cat" / "a.jpg")
+    layout = discover(root)
+    paths = [e.relpath for e in layout.iter_files()]
+    # The loop back to cat/ is entered once; the link to ROOT reaches dog/ once more.
+    assert paths.count("cat/a.jpg") == 1
+    assert "cat/loop" in {item.relpath for item in layout.ignored}
+    assert "dog/linked.jpg" in paths
+    assert len(paths) == layout.file_count
+
+
+@pytest.mark.parametrize("setup, words", [
+    (lambda p: None, "does not exist"),
+    (lambda p: p.write_bytes(b"x"), "is a file"),
+    (lambda p: (p.mkdir(), (p / "a.jpg").write_bytes(jpeg(1))), "no class folders"),
+    (lambda p: p.mkdir(), "no class folders"),
+])
+def test_bad_roots_say_what_is_expected(tmp_path, setup, words):
+    root = tmp_path / "root"
+    setup(root)
+    with pytest.raises(LayoutError, match=words) as raised:
+        discover(root)
+    if "class folders" in words:
+        assert "ROOT/<class>/<images>" in str(raised.value)
+
+
+def test_fifo_becomes_a_row_not_a_hang(tmp_path):
+    root = write_dataset(tmp_path / "d", {"cat/a.jpg": jpeg(1)})
+    os.mkfifo(root / "cat" / "pipe")
+    assert [e.relpath for e in discover(root).iter_files()] == ["cat/a.jpg", "cat/pipe"]

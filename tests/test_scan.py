@@ -1,0 +1,152 @@
+"""The scan end to end: golden counts, reports, read-only promise, parallelism, crashes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+
+import pytest
+
+from audit.checks import Thresholds
+from audit.dataset import discover
+from audit.scan import OutputInsideDataset, inspect_all, scan
+from tests.conftest import jpeg, tree_fingerprint, write_dataset
+from tests.crashing_worker import crash_on_marked_files
+from tests.imagegen import encode, photo_like
+
+
+@pytest.fixture
+def golden(tmp_path):
+    """A tiny dataset with one of several problems; its counts are asserted exactly."""
+    clean = jpeg
+    files = {f"cat/c{i}.jpg": clean(i) for i in range(6)}
+    files["cat/nested/c6.jpg"] = clean(6)
+    files["cat/.DS_Store"] = b"\x00\x00\x00\x01Bud1"
+    files.update({f"dog/d{i}.jpg": clean(10 + i) for i in range(3)})
+    cut = clean(20)
+    files["dog/truncated.jpg"] = cut[: len(cut) // 2]
+    files["dog/empty.jpg"] = b""
+    files["dog/photo.png"] = encode(photo_like(48, 40, seed=21), "PNG")
+    files.update({f"fox/f{i}.jpg": clean(30 + i) for i in range(2)})
+    files["fox/scan.tif"] = encode(photo_like(48, 40, seed=32), "TIFF")
+    files["fox/wide.jpg"] = clean(33, 120, 36)
+    files["fox/big.jpg"] = clean(34, 200, 160)
+    files["notes.txt"] = b"stray"
+    root = write_dataset(tmp_path / "golden", files)
+    (root / "owl").mkdir()
+    return root
+
+
+def test_golden_summary_counts(golden, tmp_path):
+    result = scan(golden, tmp_path / "out", jobs=1)
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary == result.summary
+    assert (summary["files"], summary["usable"], summary["unusable"]) == (18, 15, 3)
+    assert summary["severity_counts"] == {"ok": 12, "info": 1, "warning": 2, "error": 3}
+    assert {code: n for code, n in summary["issue_counts"].items() if n} == {
+        "truncated": 1, "empty_file": 1, "unsupported_format": 1,
+        "missing_jfif_marker": 3, "odd_aspect_ratio": 1, "resolution_outlier": 1}
+    assert [(c["name"], c["files"], c["usable"]) for c in summary["classes"]] == [
+        ("cat", 7, 7), ("dog", 6, 4), ("fox", 5, 4), ("owl", 0, 0)]
+    assert summary["imbalance_ratio"] == 1.75
+    assert summary["empty_classes"] == ["owl"]
+    assert summary["stray_files"] == ["notes.txt"]
+    assert [item["path"] for item in summary["ignored_files"]] == ["cat/.DS_Store"]
+    assert [f["code"] for f in summary["dataset_findings"]] == ["stray_files", "empty_class"]
+    assert summary["thresholds"]["resolution_outlier"]["outliers"] == 1
+    assert summary["jfif_filter_comparison"] == {
+        "description": summary["jfif_filter_comparison"]["description"],
+        "would_delete": 3, "would_delete_usable": 1, "errors_it_keeps": 1}
+    assert (summary["exit_code"], summary["worst_severity"], summary["version"]) == (1, "error", "0.1.0")
+
+
+def test_report_contract(golden, tmp_path):
+    scan(golden, tmp_path / "out", jobs=1)
+    out = tmp_path / "out"
+    rows = list(csv.DictReader(open(out / "images.csv", encoding="utf-8")))
+    assert len(rows) == 18
+    for column in ("path", "label", "bytes", "format", "width", "height", "sha256", "phash", "severity", "issues"):
+        assert column in rows[0]
+    by_path = {row["path"]: row for row in rows}
+    assert by_path["dog/truncated.jpg"]["severity"] == "error"
+    assert by_path["dog/truncated.jpg"]["issues"] == "truncated"
+    assert by_path["dog/empty.jpg"]["phash"] == "" and by_path["dog/empty.jpg"]["format"] == ""
+    assert by_path["cat/nested/c6.jpg"]["label"] == "cat"
+    assert re.fullmatch(r"[0-9a-f]{16}", by_path["cat/c0.jpg"]["phash"])
+    assert re.fullmatch(r"[0-9a-f]{64}", by_path["cat/c0.jpg"]["sha256"])
+    assert by_path["fox/big.jpg"]["issues"] == "resolution_outlier"
+    findings = list(csv.DictReader(open(out / "findings.csv", encoding="utf-8")))
+    assert len(findings) == sum(int(bool(row["issues"])) and len(row["issues"].split(";")) for row in rows)
+    assert all(finding["reason"] for finding in findings)
+    assert open(out / "duplicates.csv").readline().strip() == "group,kind,path,label,distance,keeper"
+    markdown = (out / "report.md").read_text()
+    assert "3 file(s) must not reach training" in markdown and "dog/truncated.jpg" in markdown
+
+
+def test_html_is_self_contained(golden, tmp_path):
+    scan(golden, tmp_path / "out", jobs=1)
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "<script" not in html and "<link" not in html and "http://" not in html.replace("http://www.w3.org/2000/svg", "")
+    sources = re.findall(r'<img src="([^"]*)"', html)
+    assert sources and all(source.startswith("data:image/jpeg;base64,") for source in sources)
+    for section in ("First look", "Class balance", "Resolution", "Flagged files"):
+        assert section in html
+    assert "dog/truncated.jpg" in html and "<svg" in html
+    assert 'class="pt-out"' in html  # the outlier is marked on the scatter
+
+
+def test_file_names_are_escaped(tmp_path):
+    evil = "<img src=x onerror=alert(1)>.jpg"
+    cut = jpeg(1)
+    root = write_dataset(tmp_path / "d", {f"cat/{evil}": cut[: len(cut) // 2], "cat/ok.jpg": jpeg(2), "<b>dog</b>/x.jpg": jpeg(3)})
+    scan(root, tmp_path / "out", jobs=1)
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "<img src=x onerror=alert(1)>" not in html
+    assert "&lt;img src=x onerror=alert(1)&gt;.jpg" in html
+    assert "<b>dog</b>" not in html and "&lt;b&gt;dog&lt;/b&gt;" in html
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    assert "<img src=x" not in markdown
+
+
+def test_scan_never_modifies_root(golden, tmp_path):
+    before = tree_fingerprint(golden)
+    scan(golden, tmp_path / "out", jobs=2)
+    assert tree_fingerprint(golden) == before
+
+
+def test_output_inside_root_is_refused(golden):
+    with pytest.raises(OutputInsideDataset):
+        scan(golden, golden / "reports", jobs=1)
+    assert not (golden / "reports").exists()
+
+
+def test_parallel_equals_serial(golden, tmp_path):
+    scan(golden, tmp_path / "one", jobs=1)
+    scan(golden, tmp_path / "two", jobs=2)
+    assert (tmp_path / "one" / "images.csv").read_bytes() == (tmp_path / "two" / "images.csv").read_bytes()
+    assert (tmp_path / "one" / "findings.csv").read_bytes() == (tmp_path / "two" / "findings.csv").read_bytes()
+
+
+def test_a_worker_crash_costs_one_row_not_the_scan(tmp_path):
+    files = {f"cat/{i:02d}.jpg": jpeg(i) for i in range(40)}
+    files["cat/20_crash.jpg"] = jpeg(99)
+    layout = discover(write_dataset(tmp_path / "d", files))
+    records = list(inspect_all(layout, Thresholds(), 2, worker=crash_on_marked_files))
+    assert [r.path for r in records] == [e.relpath for e in layout.iter_files()]
+    crashed = [r for r in records if r.findings]
+    assert [(r.path, r.codes) for r in crashed] == [("cat/20_crash.jpg", ("unreadable",))]
+    assert "crashed" in crashed[0].findings[0].reason
+
+
+def test_progress_is_reported(small_dataset, tmp_path):
+    calls = []
+    scan(small_dataset, tmp_path / "out", jobs=1, progress=lambda done, total: calls.append((done, total)))
+    assert calls[-1] == (12, 12) and len(calls) == 12
+
+
+def test_bad_options_raise_value_error(small_dataset, tmp_path):
+    with pytest.raises(ValueError, match="fail_on"):
+        scan(small_dataset, tmp_path / "out", fail_on="sometimes")
+    with pytest.raises(ValueError, match="min_side"):
+        Thresholds(min_side=-1)
