@@ -57,6 +57,14 @@ def resolution_scatter(points: list[tuple[int, int, bool]], bounds: tuple[float,
         parts.append(f'<line x1="{margin}" y1="{y:.1f}" x2="{size - margin}" y2="{y:.1f}" class="grid"/>')
         parts.append(f'<text x="{x:.1f}" y="{size - margin + 14}" text-anchor="middle" class="tick">{tick}</text>')
         parts.append(f'<text x="{margin - 4}" y="{y + 4:.1f}" text-anchor="end" class="tick">{tick}</text>')
+    parts.append(f'<clipPath id="plotarea"><rect x="{margin}" y="{margin}" width="{plot}" height="{plot}"/></clipPath>')
+    parts.append('<g clip-path="url(#plotarea)">')
+    if bounds:
+        for side in bounds:  # w * h = side^2 is a line of slope -1 in log-log space
+            start, end = 2.0**axis_low, 2.0**axis_high
+            x1, y1 = position(start), y_position(side * side / start)
+            x2, y2 = position(end), y_position(side * side / end)
+            parts.append(f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" class="bound"/>')
     for outlier_pass in (False, True):  # outliers drawn last, on top
         for w, h, outlier in points:
             if outlier is outlier_pass:
