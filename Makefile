@@ -6,12 +6,15 @@ BIN := $(VENV)/bin
 DEMO_ROOT := demo/dataset
 DEMO_OUT := reports/demo
 
-.PHONY: help setup setup-dev demo test test-fast bench clean
+IMAGEDEDUP_VENV := bench/.venv-imagededup
+
+.PHONY: help setup setup-dev demo test test-fast bench bench-env clean
 
 help:
 	@echo "make demo      set up .venv, build the demo dataset from scikit-learn's images, scan it"
 	@echo "make test      set up .venv with the dev extras and run the whole test suite"
-	@echo "make bench     print throughput figures (bench/)"
+	@echo "make bench     print the benchmark figures (bench/): scan throughput, search time, duplicate quality"
+	@echo "make bench-env build bench/.venv-imagededup (imagededup + torch) for the comparison in make bench"
 	@echo "make clean     remove .venv, demo/ and generated reports"
 
 $(BIN)/python:
@@ -44,6 +47,13 @@ test-fast: setup-dev
 
 bench: setup-dev
 	$(BIN)/python bench/scan_throughput.py
+	$(BIN)/python bench/search_speed.py
+	$(BIN)/python bench/near_duplicates_quality.py $(if $(wildcard $(IMAGEDEDUP_VENV)/bin/python),--imagededup-python $(IMAGEDEDUP_VENV)/bin/python)
+
+# imagededup (and the torch it imports) live only in the benchmark's own environment.
+bench-env:
+	$(PYTHON) -m venv $(IMAGEDEDUP_VENV)
+	$(IMAGEDEDUP_VENV)/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1 imagededup
 
 clean:
 	rm -rf $(VENV) demo $(DEMO_OUT)

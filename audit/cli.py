@@ -37,11 +37,16 @@ def build_parser() -> argparse.ArgumentParser:
     scan = commands.add_parser(
         "scan",
         help="scan ROOT and write the reports",
-        description="Scan ROOT/<class>/<images>: integrity (as TensorFlow decodes), class balance, "
-        "resolution; write images.csv, findings.csv, duplicates.csv, summary.json, report.html, "
+        description="Scan ROOT/<class>/<images>: integrity (as TensorFlow decodes), duplicates "
+        "(exact, near, across labels and splits), class balance, resolution; write images.csv, findings.csv, duplicates.csv, summary.json, report.html, "
         "report.md. ROOT is only read, never changed.",
     )
-    scan.add_argument("root", metavar="ROOT", help="dataset folder: one sub-folder per class")
+    scan.add_argument("root", metavar="ROOT", help="dataset folder: ROOT/<class>/<images>, or ROOT/<split>/<class>/<images>")
+    scan.add_argument(
+        "--against",
+        metavar="VAL",
+        help="a second dataset (e.g. the validation split, VAL/<class>/<images>): images found in both are split_leak",
+    )
     scan.add_argument("--out", metavar="DIR", help="report folder (default: reports/<ROOT name>); must be outside ROOT")
     scan.add_argument(
         "--fail-on",
@@ -74,6 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="R",
         help=f"class_imbalance above largest/smallest usable class R (default: {defaults.max_imbalance:g})",
     )
+    scan.add_argument(
+        "--near-radius",
+        type=int,
+        default=defaults.near_radius,
+        metavar="BITS",
+        help=f"near duplicates: pHash Hamming distance at most BITS of 64 (default: {defaults.near_radius}, measured; "
+        "tightened automatically for tiny images)",
+    )
     scan.add_argument("--quiet", action="store_true", help="no progress bar and no per-error lines on stderr")
     scan.set_defaults(handler=run_scan)
 
@@ -100,6 +113,7 @@ def run_scan(args: argparse.Namespace) -> int:
             min_side=args.min_side,
             max_aspect_ratio=args.max_aspect_ratio,
             max_imbalance=args.max_imbalance,
+            near_radius=args.near_radius,
         )
     except ValueError as error:
         raise CannotRun(str(error)) from error
@@ -108,7 +122,7 @@ def run_scan(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("reports") / (Path(args.root).resolve().name or "dataset")
     progress = None if args.quiet else Progress("scanning")
     try:
-        result = scan(args.root, out, thresholds=thresholds, jobs=args.jobs, fail_on=args.fail_on, progress=progress)
+        result = scan(args.root, out, against=args.against, thresholds=thresholds, jobs=args.jobs, fail_on=args.fail_on, progress=progress)
     except (LayoutError, OutputInsideDataset) as error:
         raise CannotRun(str(error)) from error
     finally:

@@ -1,15 +1,19 @@
-"""The only module that knows the ROOT/<class>/<images> convention.
+"""The only module that knows the ROOT/<class>/<images> convention (and its split variant).
 
-`discover(root)` checks the layout and counts what is there; `Layout.iter_files()`
-then yields every file under every class folder, in a stable sorted order, lazily
-(so memory does not grow with the dataset). Rules:
+`discover(root, against=None)` checks the layout and counts what is there;
+`Layout.iter_files()` then yields every file under every class folder, in a stable
+sorted order, lazily (so memory does not grow with the dataset). Rules:
 
 * each top-level folder is a class; files in nested folders belong to it;
+* a ROOT whose top-level folders are all split names (train, val, validation, test...)
+  and hold class folders is a split layout: ROOT/<split>/<class>/<images>;
+* `against` adds a second dataset (another split, e.g. the validation set) with the
+  same <class>/<images> layout; its paths stay relative to ROOT (`../val/cat/1.jpg`);
 * OS clutter (.DS_Store, Thumbs.db, desktop.ini, any dotfile or dot-folder, which
   Keras's loader skips as well) is listed as ignored, never scanned;
 * symlinks are followed, but a folder already visited (a loop, or two links to one
   place) is entered once, so a loop can never hang the walk;
-* files directly under ROOT belong to no class: reported, not scanned.
+* files directly under ROOT (or a split folder) belong to no class: reported, not scanned.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 CLUTTER_NAMES = frozenset({"Thumbs.db", "ehthumbs.db", "desktop.ini", "Desktop.ini", "Icon\r", "__MACOSX"})
+SPLIT_NAMES = frozenset({"train", "training", "val", "valid", "validation", "test", "testing", "dev", "eval"})
+_CLUTTER_REASON = "OS or tool clutter (Keras skips it too)"
 
 
 class LayoutError(ValueError):
@@ -31,8 +37,9 @@ class FileEntry:
     """One file found under a class folder."""
 
     path: str  # absolute path, through any symlinked folders as found
-    relpath: str  # POSIX path relative to ROOT: '<class>/.../<name>'
-    label: str  # the top-level class folder
+    relpath: str  # POSIX path relative to ROOT: '[<split>/]<class>/.../<name>'
+    label: str  # the class folder
+    split: str = ""  # '' for a layout without splits
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,28 +50,54 @@ class Skipped:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class ClassFolder:
+    """One class folder of one split."""
+
+    split: str
+    label: str
+    path: Path  # absolute
+    prefix: str  # its POSIX path relative to ROOT
+
+
 @dataclass
 class Layout:
-    """A checked dataset root: its classes and what the walk set aside."""
+    """A checked dataset: its class folders and what the walk set aside."""
 
     root: Path
-    classes: tuple[str, ...]
+    folders: list[ClassFolder]
     file_count: int = 0
-    files_per_class: dict[str, int] = field(default_factory=dict)
+    files_per_folder: dict[str, int] = field(default_factory=dict)  # by ClassFolder.prefix
     ignored: list[Skipped] = field(default_factory=list)
     stray_files: list[str] = field(default_factory=list)
 
     @property
+    def classes(self) -> tuple[str, ...]:
+        """Every label, sorted as Keras orders them (by folder name)."""
+        return tuple(sorted({folder.label for folder in self.folders}))
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """Split names in walk order; ('',) for a layout without splits."""
+        return tuple(dict.fromkeys(folder.split for folder in self.folders))
+
+    @property
     def empty_classes(self) -> list[str]:
-        """Class folders that hold no file at all."""
-        return [name for name in self.classes if self.files_per_class.get(name, 0) == 0]
+        """Class folders that hold no file at all (as paths relative to ROOT)."""
+        return [folder.prefix for folder in self.folders if self.files_per_folder.get(folder.prefix, 0) == 0]
 
     def iter_files(self) -> Iterator[FileEntry]:
         """Yield every file under every class folder, sorted, lazily."""
-        for label in self.classes:
-            for relpath, skipped in _walk_class(self.root, label):
+        for folder in self.folders:
+            for relpath, skipped in _walk_folder(folder.path, folder.prefix):
                 if skipped is None:
-                    yield FileEntry(str(self.root / relpath), relpath, label)
+                    yield FileEntry(resolve(self.root, relpath), relpath, folder.label, folder.split)
+
+
+def resolve(root: str | os.PathLike, relpath: str) -> str:
+    """The absolute path of a report path (relative to ROOT, '../' included), lexically,
+    as it was computed: never through a symlinked ROOT's parent."""
+    return os.path.normpath(os.path.join(root, relpath))
 
 
 def is_clutter(name: str) -> bool:
@@ -72,47 +105,89 @@ def is_clutter(name: str) -> bool:
     return name.startswith(".") or name in CLUTTER_NAMES
 
 
-def discover(root: str | os.PathLike) -> Layout:
-    """Check ROOT and count its files; LayoutError says what layout is expected."""
-    root_path = Path(root).expanduser()
-    if not root_path.exists():
-        raise LayoutError(f"{root_path} does not exist")
-    if not root_path.is_dir():
-        raise LayoutError(f"{root_path} is a file; expected a folder laid out as ROOT/<class>/<images>")
-    root_path = root_path.absolute()
-    try:
-        entries = sorted(os.scandir(root_path), key=lambda entry: entry.name)
-    except OSError as error:
-        raise LayoutError(f"cannot list {root_path}: {error.strerror or error}") from error
-
-    classes: list[str] = []
+def discover(root: str | os.PathLike, against: str | os.PathLike | None = None) -> Layout:
+    """Check ROOT (and the `against` dataset) and count the files; LayoutError says what is expected."""
+    root_path = _existing_folder(root)
     ignored: list[Skipped] = []
     stray: list[str] = []
-    for entry in entries:
-        if is_clutter(entry.name):
-            ignored.append(Skipped(entry.name, "OS or tool clutter (Keras skips it too)"))
-        elif _is_dir(entry):
-            classes.append(entry.name)
-        else:
-            stray.append(entry.name)
-    if not classes:
+    subdirs = _list_top(root_path, "", ignored, stray)
+    if subdirs and all(name.lower() in SPLIT_NAMES and _has_subfolder(root_path / name) for name in subdirs):
+        folders = []
+        for split in subdirs:
+            for label in _list_top(root_path / split, f"{split}/", ignored, stray):
+                folders.append(ClassFolder(split, label, root_path / split / label, f"{split}/{label}"))
+        if against is not None:
+            raise LayoutError(f"{root_path} already holds splits ({', '.join(subdirs)}); --against is for a ROOT without splits")
+    else:
+        own, other = _split_names(root_path, against)
+        folders = [ClassFolder(own, label, root_path / label, label) for label in subdirs]
+        if against is not None:
+            against_path = _existing_folder(against)
+            prefix = Path(os.path.relpath(against_path, root_path)).as_posix()
+            for label in _list_top(against_path, f"{prefix}/", ignored, stray):
+                folders.append(ClassFolder(other, label, against_path / label, f"{prefix}/{label}"))
+            if not any(folder.split == other for folder in folders):
+                raise LayoutError(f"{against_path} has no class folders; expected VAL/<class>/<images>")
+    if not folders:
         found = f"{len(stray)} file(s) directly under it" if stray else "nothing to scan"
         raise LayoutError(
             f"{root_path} has no class folders ({found}). Expected ROOT/<class>/<images>, "
-            "e.g. ROOT/cat/001.jpg and ROOT/dog/002.jpg: one folder per label."
+            "e.g. ROOT/cat/001.jpg and ROOT/dog/002.jpg: one folder per label "
+            "(or ROOT/train/<class>/... and ROOT/val/<class>/... for splits)."
         )
 
-    layout = Layout(root_path, tuple(classes), ignored=ignored, stray_files=stray)
-    for label in classes:
+    layout = Layout(root_path, folders, ignored=ignored, stray_files=stray)
+    for folder in folders:
         count = 0
-        for relpath, skipped in _walk_class(root_path, label):
+        for relpath, skipped in _walk_folder(folder.path, folder.prefix):
             if skipped is None:
                 count += 1
             else:
                 layout.ignored.append(Skipped(relpath, skipped))
-        layout.files_per_class[label] = count
+        layout.files_per_folder[folder.prefix] = count
         layout.file_count += count
     return layout
+
+
+def _existing_folder(path: str | os.PathLike) -> Path:
+    folder = Path(path).expanduser()
+    if not folder.exists():
+        raise LayoutError(f"{folder} does not exist")
+    if not folder.is_dir():
+        raise LayoutError(f"{folder} is a file; expected a folder laid out as ROOT/<class>/<images>")
+    return folder.absolute()
+
+
+def _split_names(root: Path, against) -> tuple[str, str]:
+    """Split names for ROOT and `against`: their folder names, told apart if equal."""
+    if against is None:
+        return "", ""
+    own, other = root.name or "root", Path(against).absolute().name or "against"
+    return (own, other) if own != other else (own, f"{other} (against)")
+
+
+def _list_top(folder: Path, prefix: str, ignored: list[Skipped], stray: list[str]) -> list[str]:
+    """Sub-folder names of folder (sorted); clutter and loose files are recorded."""
+    try:
+        entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+    except OSError as error:
+        raise LayoutError(f"cannot list {folder}: {error.strerror or error}") from error
+    names = []
+    for entry in entries:
+        if is_clutter(entry.name):
+            ignored.append(Skipped(prefix + entry.name, _CLUTTER_REASON))
+        elif _is_dir(entry):
+            names.append(entry.name)
+        else:
+            stray.append(prefix + entry.name)
+    return names
+
+
+def _has_subfolder(folder: Path) -> bool:
+    try:
+        return any(_is_dir(entry) and not is_clutter(entry.name) for entry in os.scandir(folder))
+    except OSError:
+        return False
 
 
 def _is_dir(entry: os.DirEntry) -> bool:
@@ -122,17 +197,16 @@ def _is_dir(entry: os.DirEntry) -> bool:
         return False
 
 
-def _walk_class(root: Path, label: str) -> Iterator[tuple[str, str | None]]:
-    """Yield (relpath, None) for each file, (relpath, reason) for each thing set aside.
+def _walk_folder(top: Path, prefix: str) -> Iterator[tuple[str, str | None]]:
+    """Yield (relpath, None) for each file under top, (relpath, reason) for each thing set aside.
 
     Depth-first over sorted names. A folder is identified by (device, inode) so one
     reached twice through symlinks is entered only once.
     """
     visited: set[tuple[int, int]] = set()
-    stack = [label]
+    stack = [(top, prefix)]
     while stack:
-        rel_dir = stack.pop()
-        abs_dir = root / rel_dir
+        abs_dir, rel_dir = stack.pop()
         try:
             info = os.stat(abs_dir)
         except OSError as error:
@@ -152,12 +226,11 @@ def _walk_class(root: Path, label: str) -> Iterator[tuple[str, str | None]]:
         for entry in entries:
             rel = f"{rel_dir}/{entry.name}"
             if is_clutter(entry.name):
-                yield rel, "OS or tool clutter (Keras skips it too)"
+                yield rel, _CLUTTER_REASON
             elif _is_dir(entry):
-                subdirs.append(rel)
+                subdirs.append((abs_dir / entry.name, rel))
             else:
                 # Regular files, broken symlinks, FIFOs, sockets: all become rows;
                 # inspection reports the ones that cannot be read, without opening a FIFO.
                 yield rel, None
         stack.extend(reversed(subdirs))
-

@@ -64,8 +64,15 @@ def build_demo(dest: Path) -> Path:
 
     digits = load_digits()
     counts: dict[str, int] = {}
+    # The first few digits of each class are held back: each injected problem is made from
+    # one of them, so injected files are not copies of each other (only the deliberate
+    # cross-class copy is).
+    held_back: dict[str, list[Image.Image]] = {}
     for index, (pixels, target) in enumerate(zip(digits.images, digits.target)):
         name = CLASS_NAMES[target]
+        if len(held_back.setdefault(name, [])) < 3:
+            held_back[name].append(_digit_image(pixels))
+            continue
         if name == SMALL_CLASS and counts.get(name, 0) >= SMALL_CLASS_SIZE:
             continue
         counts[name] = counts.get(name, 0) + 1
@@ -74,7 +81,7 @@ def build_demo(dest: Path) -> Path:
         _digit_image(pixels).save(folder / f"digit_{index:04d}.jpg", "JPEG", quality=92)
 
     flower = Image.fromarray(load_sample_image("flower.jpg"))
-    _inject(dest, flower)
+    _inject(dest, flower, held_back)
     # Clutter and layout problems the walk must report, not scan.
     (dest / "three" / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1" + bytes(64))
     (dest / "README.txt").write_text("Stray file at the root: it belongs to no class.\n")
@@ -94,41 +101,38 @@ def _jpeg_bytes(image: Image.Image, **options) -> bytes:
     return buffer.getvalue()
 
 
-def _inject(dest: Path, flower: Image.Image) -> None:
-    sample_path = min((dest / "three").glob("digit_*.jpg"))
-    sample_bytes = sample_path.read_bytes()
-    sample = Image.open(io.BytesIO(sample_bytes)).convert("RGB")
-
+def _inject(dest: Path, flower: Image.Image, held_back: dict[str, list[Image.Image]]) -> None:
     def write(relpath: str, data: bytes) -> None:
         (dest / relpath).write_bytes(data)
 
+    def fresh(relpath: str) -> Image.Image:
+        """An unused digit of the class the file goes into."""
+        return held_back[relpath.split("/")[0]].pop()
+
+    def encoded(image: Image.Image, fmt: str, **options) -> bytes:
+        buffer = io.BytesIO()
+        image.save(buffer, fmt, **options)
+        return buffer.getvalue()
+
     photo_jpeg = _jpeg_bytes(flower)
     write("three/truncated_download.jpg", photo_jpeg[: len(photo_jpeg) * 3 // 5])
-    png = io.BytesIO()
-    sample.save(png, "PNG")
-    write("four/really_a_png.jpg", png.getvalue())
-    write("eight/copied_from_three.jpg", sample_bytes)
+    write("four/really_a_png.jpg", encoded(fresh("four/"), "PNG"))
+    write("eight/copied_from_three.jpg", min((dest / "three").glob("digit_*.jpg")).read_bytes())
     write("seven/flower_photo.jpg", photo_jpeg)
     write("five/empty.jpg", b"")
     write("six/error_page.jpg", b"<!DOCTYPE html><html><head><title>403 Forbidden</title></head><body>Forbidden</body></html>\n")
-    tiff = io.BytesIO()
-    sample.save(tiff, "TIFF")
-    write("two/scanner_output.tif", tiff.getvalue())
+    write("two/scanner_output.tif", encoded(fresh("two/"), "TIFF"))
     exif = Image.Exif()
-    exif[0x0112] = 6  # "rotate 90° clockwise to display"
-    rotated = _jpeg_bytes(sample, exif=exif.tobytes())
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    rotated = _jpeg_bytes(fresh("one/"), exif=exif.tobytes())
     write("one/camera_rotated.jpg", _strip_jfif_segment(rotated))  # a typical camera JPEG: Exif, no JFIF
-    write("zero/banner_strip.jpg", _jpeg_bytes(sample.resize((SIDE * 4, SIDE))))
-    icon = io.BytesIO()
-    sample.resize((8, 8)).save(icon, "PNG")
-    write("zero/icon_8px.png", icon.getvalue())
+    write("zero/banner_strip.jpg", _jpeg_bytes(fresh("zero/").resize((SIDE * 4, SIDE))))
+    write("zero/icon_8px.png", encoded(fresh("zero/").resize((8, 8)), "PNG"))
     write("one/huge_header.png", _png_header_only(30_000, 30_000))
-    write("two/print_ready_cmyk.jpg", _jpeg_bytes(sample.convert("CMYK")))
-    write("six/with_appended_zip.jpg", _jpeg_bytes(sample) + b"PK\x03\x04" + bytes(range(256)) * 4)
+    write("two/print_ready_cmyk.jpg", _jpeg_bytes(fresh("two/").convert("CMYK")))
+    write("six/with_appended_zip.jpg", _jpeg_bytes(fresh("six/")) + b"PK\x03\x04" + bytes(range(256)) * 4)
     write("five/garbled.jpg", photo_jpeg[:20] + np.random.default_rng(7).integers(0, 256, 4000, dtype=np.uint8).tobytes())
-    bmp = io.BytesIO()
-    sample.convert("1").save(bmp, "BMP")
-    write("four/legacy_1bit.bmp", bmp.getvalue())
+    write("four/legacy_1bit.bmp", encoded(fresh("four/").convert("1"), "BMP"))
 
 
 def _strip_jfif_segment(jpeg: bytes) -> bytes:

@@ -49,6 +49,21 @@ def phash(image: Image.Image) -> str:
     return np.packbits(low > median).tobytes().hex()
 
 
+# Centred crops hashed besides the full frame, so a copy cropped a few percent matches
+# one of them almost exactly (measured: 5% crops 65% -> 100% found, see duplicates).
+ZOOMS = (0.95, 0.90)
+
+
+def zoom_phashes(image: Image.Image) -> str:
+    """pHashes of the centred ZOOMS crops of image, ';'-separated."""
+    width, height = image.size
+    hashes = []
+    for zoom in ZOOMS:
+        margin_x, margin_y = round(width * (1 - zoom) / 2), round(height * (1 - zoom) / 2)
+        hashes.append(phash(image.crop((margin_x, margin_y, width - margin_x, height - margin_y))))
+    return ";".join(hashes)
+
+
 def hamming(hash_a: str, hash_b: str) -> int:
     """Number of differing bits between two hex hashes of equal length."""
     return (int(hash_a, 16) ^ int(hash_b, 16)).bit_count()

@@ -52,6 +52,7 @@ class Facts:
     jfif_in_peek: bool = False  # b"JFIF" in what the Keras tutorial's peek(10) returns
     sha256: str = ""
     phash: str = ""
+    phash_zoom: str = ""  # pHashes of centred crops (hashing.ZOOMS), ';'-separated
 
     @property
     def pixels(self) -> int | None:
@@ -143,6 +144,7 @@ def _decode(data, structure: containers.Structure, max_pixels: int) -> dict:
                     image.draft("L", (32, 32))
                 image.load()
                 observed["phash"] = hashing.phash(image)
+                observed["phash_zoom"] = hashing.zoom_phashes(image)
                 observed["decoded"] = True
             except Exception as error:
                 observed["decode_error"] = _describe(error)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from audit.codes import CODES, SEVERITY_RANK, severity_of, worst_severity
 
@@ -38,6 +38,8 @@ class FileRecord:
     phash: str
     mtime_ns: int
     findings: tuple[Finding, ...] = ()
+    split: str = ""  # '' for a layout without splits
+    phash_zoom: str = ""  # pHashes of centred crops, ';'-separated (see audit.hashing.ZOOMS)
 
     @property
     def severity(self) -> str:
@@ -86,3 +88,4 @@ class DatasetResult:
     summary: dict
     file_findings: dict[int, list[Finding]]  # row index -> findings for that file
     dataset_findings: list[DatasetFinding]
+    report_rows: dict[str, list[dict]] = field(default_factory=dict)  # extra report file -> rows

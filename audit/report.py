@@ -24,12 +24,13 @@ from markupsafe import Markup
 
 from audit import charts
 from audit.codes import CODES, DATASET_CODES, SEVERITIES, SEVERITY_RANK, at_or_above
+from audit.dataset import resolve
 from audit.records import DatasetFinding, FileRecord, merge_findings
 from audit.thumbnails import thumbnail_data_uri
 
-IMAGES_COLUMNS = ("path", "label", "bytes", "format", "mode", "width", "height", "sha256", "phash", "severity", "issues", "reasons")
+IMAGES_COLUMNS = ("path", "label", "split", "bytes", "format", "mode", "width", "height", "sha256", "phash", "severity", "issues", "reasons", "phash_zoom")
 FINDINGS_COLUMNS = ("path", "label", "severity", "code", "reason")
-DUPLICATES_COLUMNS = ("group", "kind", "path", "label", "distance", "keeper")
+DUPLICATES_COLUMNS = ("group", "kind", "path", "label", "split", "distance", "keeper")
 
 SAMPLES_PER_CLASS = 8
 MAX_SAMPLES = 400  # with many classes, fewer samples each, so the page stays light
@@ -37,6 +38,8 @@ MAX_FLAGGED_ROWS = 5000  # rows of the HTML table; the CSVs list every file
 MAX_THUMBNAILS = 1500
 MAX_INFO_ROWS = 200
 MAX_SCATTER_POINTS = 4000
+MAX_GROUPS_SHOWN = 150  # duplicate groups drawn in the HTML page (duplicates.csv has all)
+MAX_MEMBERS_SHOWN = 8
 
 
 @dataclass
@@ -53,7 +56,7 @@ class ReportContext:
     jobs: int
     version: str
     started: float  # time.monotonic() at the start of the scan
-    duplicate_rows: list[dict] = field(default_factory=list)
+    report_rows: dict[str, list[dict]] = field(default_factory=dict)  # e.g. duplicates.csv
 
 
 @dataclass
@@ -133,7 +136,7 @@ def write_reports(records: Iterable[FileRecord], extra_findings: dict[int, list]
     with _atomic(out / "duplicates.csv") as duplicates_file:
         writer = csv.DictWriter(duplicates_file, DUPLICATES_COLUMNS)
         writer.writeheader()
-        writer.writerows(context.duplicate_rows)
+        writer.writerows(context.report_rows.get("duplicates.csv", []))
 
     summary = build_summary(collector, context)
     with _atomic(out / "summary.json") as handle:
@@ -151,6 +154,7 @@ def _image_row(record: FileRecord) -> tuple:
     return (
         record.path,
         record.label,
+        record.split,
         record.bytes,
         record.format,
         record.mode,
@@ -161,6 +165,7 @@ def _image_row(record: FileRecord) -> tuple:
         record.severity,
         ";".join(record.codes),
         " | ".join(finding.reason for finding in record.findings),
+        record.phash_zoom,
     )
 
 
@@ -186,6 +191,7 @@ def build_summary(collector: _Collector, context: ReportContext) -> dict:
         "issue_counts": dict(collector.code_counts),
         "classes": balance.get("classes", []),
         "imbalance_ratio": balance.get("imbalance_ratio"),
+        "splits": balance.get("splits", {}),
         "empty_classes": layout.empty_classes,
         "classes_without_usable_images": balance.get("classes_without_usable_images", []),
         "ignored_files": [{"path": item.relpath, "reason": item.reason} for item in layout.ignored],
@@ -222,12 +228,20 @@ def render_html(summary: dict, collector: _Collector, context: ReportContext) ->
     """The self-contained report page: every file name escaped, thumbnails inlined."""
     max_pixels = context.thresholds.max_pixels
     budget = [MAX_THUMBNAILS]
+    made: dict[str, str | None] = {}
+
+    def thumb_path(path: str) -> str | None:
+        if path not in made:
+            if budget[0] <= 0:
+                return None
+            budget[0] -= 1
+            made[path] = thumbnail_data_uri(resolve(context.root, path), max_pixels)
+        return made[path]
 
     def thumb(record: FileRecord) -> str | None:
-        if budget[0] <= 0 or record.width is None or "decompression_bomb" in record.codes:
+        if record.width is None or "decompression_bomb" in record.codes:
             return None
-        budget[0] -= 1
-        return thumbnail_data_uri(os.path.join(context.root, record.path), max_pixels)
+        return thumb_path(record.path)
 
     severity_order = {"error": 0, "warning": 1}
     flagged = sorted(collector.flagged, key=lambda record: (severity_order[record.severity], record.path))
@@ -241,6 +255,8 @@ def render_html(summary: dict, collector: _Collector, context: ReportContext) ->
         dataset_codes=DATASET_CODES,
         issue_rows=_issue_rows(summary),
         samples=[(name, [(record, thumb(record)) for record in records]) for name, records in collector.samples.items()],
+        duplicate_groups=_duplicate_groups(context.report_rows.get("duplicates.csv", []), thumb_path),
+        duplicates=context.sections.get("duplicates", {}),
         flagged=[(record, thumb(record)) for record in flagged],
         flagged_total=collector.flagged_total,
         info_rows=collector.info_rows,
@@ -251,6 +267,26 @@ def render_html(summary: dict, collector: _Collector, context: ReportContext) ->
         thumbnails_capped=budget[0] <= 0,
         verdict=_verdict(summary),
     )
+
+
+def _duplicate_groups(rows: list[dict], thumb_path) -> list[dict]:
+    """Groups for the page (already ordered: label conflicts, split leaks, largest)."""
+    groups: dict[int, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(row["group"], []).append(row)
+    shown = []
+    for group_id, members in list(groups.items())[:MAX_GROUPS_SHOWN]:
+        members = sorted(members, key=lambda member: (not member["keeper"], member["path"]))
+        shown.append(
+            {
+                "id": group_id,
+                "conflict": len({member["label"] for member in members}) > 1,
+                "leak": len({member["split"] for member in members}) > 1,
+                "size": len(members),
+                "members": [{**member, "uri": thumb_path(member["path"])} for member in members[:MAX_MEMBERS_SHOWN]],
+            }
+        )
+    return shown
 
 
 def _issue_rows(summary: dict) -> list[dict]:

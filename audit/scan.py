@@ -69,12 +69,14 @@ def scan(
     root: str | os.PathLike,
     out: str | os.PathLike,
     *,
+    against: str | os.PathLike | None = None,
     thresholds: Thresholds | None = None,
     jobs: int | None = None,
     fail_on: str = "error",
     progress: ProgressCallback | None = None,
 ) -> ScanResult:
-    """Audit ROOT and write the reports into OUT; see README for the report contract."""
+    """Audit ROOT (and, with `against`, a second split such as the validation set) and
+    write the reports into OUT; see README for the report contract."""
     thresholds = thresholds or Thresholds()
     jobs = jobs or default_jobs()
     if jobs < 1:
@@ -82,11 +84,11 @@ def scan(
     if fail_on not in ("error", "warning", "info", "never"):
         raise ValueError(f"fail_on must be one of error, warning, info, never; got {fail_on!r}")
     started = time.monotonic()
-    layout = discover(root)
-    out_path = _check_output(layout.root, Path(out))
+    layout = discover(root, against)
+    out_path = _check_output(layout, Path(out))
     out_path.mkdir(parents=True, exist_ok=True)
 
-    table = ScanTable(layout.classes)
+    table = ScanTable(layout.root, layout.classes, layout.splits)
     with tempfile.TemporaryFile(dir=out_path, prefix=".records-", suffix=".spool") as spool:
         done = 0
         for record in inspect_all(layout, thresholds, jobs):
@@ -95,7 +97,7 @@ def scan(
             done += 1
             if progress:
                 progress(done, layout.file_count)
-        sections, extra_findings, dataset_findings = run_dataset_checks(table, thresholds)
+        sections, extra_findings, dataset_findings, report_rows = run_dataset_checks(table, thresholds)
         dataset_findings = layout_findings(layout) + dataset_findings
         spool.seek(0)
         context = report.ReportContext(
@@ -109,19 +111,22 @@ def scan(
             jobs=jobs,
             version=__version__,
             started=started,
+            report_rows=report_rows,
         )
         written = report.write_reports(_read_spool(spool), extra_findings, context)
     return ScanResult(layout.root, out_path, written.summary, written.files, written.error_lines)
 
 
-def _check_output(root: Path, out: Path) -> Path:
+def _check_output(layout: Layout, out: Path) -> Path:
     out_path = out.expanduser().absolute()
-    resolved_root, resolved_out = root.resolve(), out_path.resolve()
-    if resolved_out == resolved_root or resolved_root in resolved_out.parents:
-        raise OutputInsideDataset(
-            f"--out {out_path} is inside the dataset {root}; the audit never writes into "
-            "the folder it reads. Choose a folder outside it (default: reports/<name>)."
-        )
+    resolved_out = out_path.resolve()
+    for folder in [layout.root] + [folder.path for folder in layout.folders]:
+        resolved = folder.resolve()
+        if resolved_out == resolved or resolved in resolved_out.parents:
+            raise OutputInsideDataset(
+                f"--out {out_path} is inside the dataset ({folder}); the audit never writes into "
+                "the folders it reads. Choose a folder outside it (default: reports/<name>)."
+            )
     return out_path
 
 
@@ -147,19 +152,25 @@ def layout_findings(layout: Layout) -> list[DatasetFinding]:
 
 
 def run_dataset_checks(table: ScanTable, thresholds: Thresholds):
-    """Run the registry's dataset checks in order; returns (sections, findings by row, dataset findings)."""
+    """Run the registry's dataset checks in order.
+
+    Returns (summary sections by check, findings by row, dataset findings, rows of extra
+    report files such as duplicates.csv).
+    """
     sections: dict[str, dict] = {}
     extra: dict[int, list[Finding]] = {}
     dataset_findings: list[DatasetFinding] = []
+    report_rows: dict[str, list[dict]] = {}
     for name, check in DATASET_CHECKS:
         result = check(table, thresholds)
         sections[name] = result.summary
         dataset_findings += result.dataset_findings
+        report_rows.update(result.report_rows)
         for row, findings in result.file_findings.items():
             extra.setdefault(row, []).extend(findings)
             if any(finding.severity == "error" for finding in findings):
                 table.mark_unusable([row])
-    return sections, extra, dataset_findings
+    return sections, extra, dataset_findings, report_rows
 
 
 # ---------------------------------------------------------------- per-file work
@@ -193,11 +204,13 @@ def inspect_entry(entry: FileEntry, thresholds: Thresholds) -> FileRecord:
         phash=facts.phash,
         mtime_ns=facts.mtime_ns,
         findings=findings,
+        split=entry.split,
+        phash_zoom=facts.phash_zoom,
     )
 
 
 def _failed_record(entry: FileEntry, reason: str) -> FileRecord:
-    return FileRecord(entry.relpath, entry.label, 0, "", "", None, None, "", "", 0, (Finding("unreadable", reason),))
+    return FileRecord(entry.relpath, entry.label, 0, "", "", None, None, "", "", 0, (Finding("unreadable", reason),), entry.split)
 
 
 def _inspect_in_worker(entry: FileEntry) -> FileRecord:

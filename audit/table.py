@@ -1,8 +1,8 @@
 """Compact per-file columns for the dataset-level checks.
 
 Full records stream to disk as they arrive (audit.scan); what the dataset checks need
-stays in memory here as typed arrays: about 60 bytes per file, so a million files
-take about 60 MB instead of a million Python objects.
+stays in memory here as typed arrays plus the relative paths: about 150 bytes per
+file, so a million files take about 150 MB instead of a million Python objects.
 """
 
 from __future__ import annotations
@@ -17,25 +17,37 @@ from audit.records import FileRecord
 class ScanTable:
     """Columns in row order: label index, size, usability, hashes."""
 
-    def __init__(self, classes: tuple[str, ...]):
+    def __init__(self, root, classes: tuple[str, ...], splits: tuple[str, ...] = ("",)):
+        self.root = root
         self.classes = classes
+        self.splits = splits
         self._label_index = {name: index for index, name in enumerate(classes)}
+        self._split_index = {name: index for index, name in enumerate(splits)}
+        self.paths: list[str] = []  # relative to root, as in images.csv
         self._label = array("i")
+        self._split = array("i")
+        self._bytes = array("q")
         self._width = array("i")
         self._height = array("i")
         self._usable = bytearray()
         self._phash = array("Q")
+        self._zoom = array("Q")  # two per row, see audit.hashing.ZOOMS
         self._has_phash = bytearray()
         self._sha256 = bytearray()
 
     def append(self, record: FileRecord) -> None:
         """Add one record's columns (in the order rows are written)."""
+        self.paths.append(record.path)
         self._label.append(self._label_index[record.label])
+        self._split.append(self._split_index[record.split])
+        self._bytes.append(record.bytes)
         self._width.append(record.width if record.width is not None else -1)
         self._height.append(record.height if record.height is not None else -1)
         self._usable.append(record.usable)
         self._phash.append(int(record.phash, 16) if record.phash else 0)
         self._has_phash.append(bool(record.phash))
+        zooms = record.phash_zoom.split(";") if record.phash_zoom else ["0", "0"]
+        self._zoom.extend(int(value, 16) for value in zooms)
         self._sha256 += bytes.fromhex(record.sha256) if record.sha256 else bytes(32)
 
     def __len__(self) -> int:
@@ -44,6 +56,14 @@ class ScanTable:
     @property
     def label(self) -> np.ndarray:
         return np.frombuffer(self._label, dtype=np.int32) if len(self) else np.zeros(0, np.int32)
+
+    @property
+    def split(self) -> np.ndarray:
+        return np.frombuffer(self._split, dtype=np.int32) if len(self) else np.zeros(0, np.int32)
+
+    @property
+    def bytes(self) -> np.ndarray:
+        return np.frombuffer(self._bytes, dtype=np.int64) if len(self) else np.zeros(0, np.int64)
 
     @property
     def width(self) -> np.ndarray:
@@ -60,6 +80,11 @@ class ScanTable:
     @property
     def phash(self) -> np.ndarray:
         return np.frombuffer(self._phash, dtype=np.uint64) if len(self) else np.zeros(0, np.uint64)
+
+    @property
+    def phash_zoom(self) -> np.ndarray:
+        """(n, 2) uint64: pHashes of the centred crops (zeros where undecodable)."""
+        return np.frombuffer(self._zoom, dtype=np.uint64).reshape(-1, 2) if len(self) else np.zeros((0, 2), np.uint64)
 
     @property
     def has_phash(self) -> np.ndarray:

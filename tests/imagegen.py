@@ -12,7 +12,7 @@ import struct
 import zlib
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
 
 
 def photo_like(width: int = 64, height: int = 48, seed: int = 0, mode: str = "RGB") -> Image.Image:
@@ -32,6 +32,42 @@ def photo_like(width: int = 64, height: int = 48, seed: int = 0, mode: str = "RG
     noisy = np.asarray(image, dtype=np.int16) + rng.normal(0, 6, (height, width, 3)).astype(np.int16)
     image = Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8), "RGB")
     return image.convert(mode) if mode != "RGB" else image
+
+
+def _jpeg_again(image: Image.Image, quality: int) -> Image.Image:
+    return Image.open(io.BytesIO(encode(image, "JPEG", quality=quality))).convert("RGB")
+
+
+def _centre_crop(image: Image.Image, fraction: float) -> Image.Image:
+    width, height = image.size
+    dx, dy = round(width * fraction), round(height * fraction)
+    return image.crop((dx, dy, width - dx, height - dy))
+
+
+def _corner_crop(image: Image.Image, fraction: float) -> Image.Image:
+    width, height = image.size
+    return image.crop((round(width * fraction), round(height * fraction), width, height))
+
+
+def _text_watermark(image: Image.Image) -> Image.Image:
+    """Semi-transparent text in the lower right corner, as stock sites stamp photos."""
+    base = image.convert("RGBA")
+    layer = Image.new("RGBA", base.size, (0, 0, 0, 0))
+    font = ImageFont.load_default(size=max(10, base.height // 12))
+    ImageDraw.Draw(layer).text((base.width * 0.55, base.height * 0.85), "(c) stock 2026", fill=(255, 255, 255, 128), font=font)
+    return Image.alpha_composite(base, layer).convert("RGB")
+
+
+# The near-duplicate transforms of the duplicates issue: each output is "the same picture".
+TRANSFORMS = {
+    "resized_50": lambda image: image.resize((image.width // 2, image.height // 2), Image.Resampling.BILINEAR),
+    "jpeg_q30": lambda image: _jpeg_again(image, 30),
+    "crop_4pct_centre": lambda image: _centre_crop(image, 0.04),
+    "crop_3pct_corner": lambda image: _corner_crop(image, 0.03),
+    "brightened_20": lambda image: ImageEnhance.Brightness(image).enhance(1.2),
+    "blurred_1": lambda image: image.filter(ImageFilter.GaussianBlur(1.0)),
+    "watermarked": _text_watermark,
+}
 
 
 def encode(image: Image.Image, fmt: str, **options) -> bytes:

@@ -10,7 +10,7 @@ from audit.table import ScanTable
 
 
 def table_of(counts: dict[str, int], broken: dict[str, int] | None = None) -> ScanTable:
-    table = ScanTable(tuple(counts))
+    table = ScanTable(None, tuple(counts))
     for label, count in counts.items():
         for index in range(count):
             findings = (Finding("truncated", "cut"),) if index < (broken or {}).get(label, 0) else ()

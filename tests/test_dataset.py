@@ -17,7 +17,7 @@ def test_nested_files_belong_to_top_level_class(tmp_path):
     assert layout.classes == ("cat", "dog")
     assert [(e.relpath, e.label) for e in entries] == [
         ("cat/a.jpg", "cat"), ("cat/2019/b.jpg", "cat"), ("cat/2019/x/c.jpg", "cat"), ("dog/d.jpg", "dog")]
-    assert layout.file_count == 4 and layout.files_per_class == {"cat": 3, "dog": 1}
+    assert layout.file_count == 4 and layout.files_per_folder == {"cat": 3, "dog": 1}
 
 
 def test_clutter_is_ignored_and_listed(tmp_path):
@@ -72,3 +72,35 @@ def test_fifo_becomes_a_row_not_a_hang(tmp_path):
     root = write_dataset(tmp_path / "d", {"cat/a.jpg": jpeg(1)})
     os.mkfifo(root / "cat" / "pipe")
     assert [e.relpath for e in discover(root).iter_files()] == ["cat/a.jpg", "cat/pipe"]
+
+
+def test_split_layout(tmp_path):
+    root = write_dataset(tmp_path / "d", {"train/cat/a.jpg": jpeg(1), "train/dog/b.jpg": jpeg(2), "val/cat/c.jpg": jpeg(3),
+                                          "val/notes.txt": b"x", "README.md": b"x"})
+    (root / "val" / "dog").mkdir()
+    layout = discover(root)
+    assert layout.splits == ("train", "val") and layout.classes == ("cat", "dog")
+    assert [(e.relpath, e.label, e.split) for e in layout.iter_files()] == [
+        ("train/cat/a.jpg", "cat", "train"), ("train/dog/b.jpg", "dog", "train"), ("val/cat/c.jpg", "cat", "val")]
+    assert layout.stray_files == ["README.md", "val/notes.txt"]
+    assert layout.empty_classes == ["val/dog"]
+
+
+def test_a_class_named_train_is_still_a_class(tmp_path):
+    root = write_dataset(tmp_path / "d", {"train/a.jpg": jpeg(1), "test/b.jpg": jpeg(2)})
+    layout = discover(root)  # split names, but no class folders inside: plain classes
+    assert layout.splits == ("",) and layout.classes == ("test", "train")
+
+
+def test_against_adds_a_second_split_with_paths_relative_to_root(tmp_path):
+    train = write_dataset(tmp_path / "train", {"cat/a.jpg": jpeg(1)})
+    val = write_dataset(tmp_path / "val", {"cat/b.jpg": jpeg(2), "dog/c.jpg": jpeg(3)})
+    layout = discover(train, val)
+    entries = list(layout.iter_files())
+    assert [(e.relpath, e.split) for e in entries] == [("cat/a.jpg", "train"), ("../val/cat/b.jpg", "val"), ("../val/dog/c.jpg", "val")]
+    assert all(os.path.isfile(e.path) for e in entries)
+    assert layout.classes == ("cat", "dog")
+    same_name = write_dataset(tmp_path / "other" / "train", {"cat/d.jpg": jpeg(4)})
+    assert discover(train, same_name).splits == ("train", "train (against)")
+    with pytest.raises(LayoutError, match="no class folders"):
+        discover(train, write_dataset(tmp_path / "flat", {"x.jpg": jpeg(5)}))

@@ -13,10 +13,6 @@ pytest.importorskip("sklearn")
 
 from audit.demo import INJECTED, build_demo  # noqa: E402
 
-# label_conflict comes from the duplicates check (issue 3), not yet in the registry.
-PENDING_CHECKS = {"label_conflict"}
-
-
 @pytest.fixture(scope="module")
 def demo_report(tmp_path_factory):
     root = build_demo(tmp_path_factory.mktemp("demo") / "dataset")
@@ -30,8 +26,7 @@ def test_every_injected_problem_is_reported(demo_report):
     _, result = demo_report
     rows = {row["path"]: row for row in csv.DictReader(open(result.files["images.csv"], encoding="utf-8"))}
     for path, codes in INJECTED.items():
-        expected = set(codes) - PENDING_CHECKS
-        assert expected <= set(rows[path]["issues"].split(";")), path
+        assert set(codes) <= set(rows[path]["issues"].split(";")), path
 
 
 def test_demo_layout_findings(demo_report):
@@ -42,6 +37,9 @@ def test_demo_layout_findings(demo_report):
     assert any(item["path"] == "three/.DS_Store" for item in summary["ignored_files"])
     assert {f["code"] for f in summary["dataset_findings"]} >= {"class_imbalance", "empty_class", "stray_files"}
     assert len(summary["classes"]) == 11 and summary["files"] > 1600
+    duplicates = summary["checks"]["duplicates"]
+    assert duplicates["label_conflict_groups"] == 1  # only the deliberate copy
+    assert duplicates["near"]["size_buckets"]["tiny"]["radius_used"] < 10  # 32 px digits: tightened
 
 
 def test_demo_refuses_a_non_empty_folder(tmp_path):

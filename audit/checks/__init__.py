@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from audit.checks import balance, integrity, resolution
+from audit.checks import balance, duplicates, integrity, resolution
 from audit.inspect import Facts
 from audit.records import Finding, merge_findings
 
@@ -29,6 +29,7 @@ class Thresholds:
     outlier_mad_k: float = 3.5
     outlier_min_factor: float = 2.0
     max_imbalance: float = 3.0
+    near_radius: int = duplicates.DEFAULT_RADIUS
 
     def __post_init__(self) -> None:
         if self.max_pixels < 1:
@@ -39,6 +40,8 @@ class Thresholds:
             raise ValueError(f"max_aspect_ratio must be >= 1 (long side / short side), got {self.max_aspect_ratio}")
         if self.outlier_mad_k <= 0 or self.outlier_min_factor < 1:
             raise ValueError("outlier_mad_k must be > 0 and outlier_min_factor >= 1")
+        if not 0 <= self.near_radius <= 31:
+            raise ValueError(f"near_radius must be 0 to 31 bits of the 64-bit pHash, got {self.near_radius}")
         if self.max_imbalance < 1:
             raise ValueError(f"max_imbalance must be >= 1 (largest / smallest class), got {self.max_imbalance}")
 
@@ -57,5 +60,6 @@ def check_file(facts: Facts, thresholds: Thresholds) -> tuple[Finding, ...]:
 # DatasetResult. Duplicates come before balance so label conflicts are not counted.
 DATASET_CHECKS = (
     ("resolution", resolution.check_dataset),
+    ("duplicates", duplicates.check_dataset),
     ("balance", balance.check_dataset),
 )

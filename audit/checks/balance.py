@@ -27,6 +27,7 @@ def check_dataset(table, thresholds) -> DatasetResult:
     empty = [entry["name"] for entry in classes if entry["usable"] == 0]
     summary = {
         "classes": classes,
+        "splits": _per_split(table) if len(table.splits) > 1 else {},
         "imbalance_ratio": round(ratio, 3) if ratio is not None else None,
         "largest_class": classes[int(usable.argmax())]["name"] if total_usable else None,
         "smallest_class": _smallest_present(classes),
@@ -57,3 +58,18 @@ def check_dataset(table, thresholds) -> DatasetResult:
 def _smallest_present(classes: list[dict]) -> str | None:
     present = [entry for entry in classes if entry["usable"] > 0]
     return min(present, key=lambda entry: entry["usable"])["name"] if present else None
+
+
+def _per_split(table) -> dict:
+    """Usable files per class within each split (e.g. is validation balanced like train?)."""
+    usable = table.usable
+    result = {}
+    for index, split in enumerate(table.splits):
+        in_split = table.split == index
+        counts = np.bincount(table.label[in_split & usable], minlength=len(table.classes))
+        result[split] = {
+            "files": int(in_split.sum()),
+            "usable": int((in_split & usable).sum()),
+            "classes": {name: int(counts[position]) for position, name in enumerate(table.classes)},
+        }
+    return result
