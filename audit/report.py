@@ -28,7 +28,7 @@ from audit.dataset import resolve
 from audit.records import DatasetFinding, FileRecord, merge_findings
 from audit.thumbnails import thumbnail_data_uri
 
-IMAGES_COLUMNS = ("path", "label", "split", "bytes", "format", "mode", "width", "height", "sha256", "phash", "severity", "issues", "reasons", "phash_zoom")
+IMAGES_COLUMNS = ("path", "label", "split", "bytes", "format", "mode", "width", "height", "sha256", "phash", "severity", "issues", "reasons", "phash_zoom", "mtime_ns")
 FINDINGS_COLUMNS = ("path", "label", "severity", "code", "reason")
 DUPLICATES_COLUMNS = ("group", "kind", "path", "label", "split", "distance", "keeper")
 
@@ -166,6 +166,7 @@ def _image_row(record: FileRecord) -> tuple:
         ";".join(record.codes),
         " | ".join(finding.reason for finding in record.findings),
         record.phash_zoom,
+        record.mtime_ns,
     )
 
 

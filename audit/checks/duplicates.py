@@ -163,8 +163,8 @@ def measured_radius(hashes: np.ndarray, requested: int) -> tuple[int, dict]:
     distinct = _collapse_copies(np.unique(hashes))
     count = distinct.size
     report: dict = {"radius_requested": requested, "distinct_hashes": int(count)}
-    if count < 50:
-        report.update(radius_used=requested, how="too few images to measure; default radius kept")
+    if count < 2:
+        report.update(radius_used=requested, how="a single distinct picture: nothing to measure")
         return requested, report
     distances = _random_pair_distances(distinct)
     pair_count = count * (count - 1) / 2
