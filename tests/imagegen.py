@@ -175,3 +175,37 @@ def _build_fixtures() -> dict[str, tuple[str, bytes, set[str]]]:
 
 
 FIXTURES = _build_fixtures()
+
+
+def colour_dataset(root, counts: dict[str, int], mode: str = "separable", seed: int = 0, side: int = 32):
+    """Small training sets: each class a coloured shape (disc, square, bar...) on a dark background.
+
+    mode "separable": shape and colour are the class; "shuffled": drawn at random, so
+    labels carry no visual signal; "noise": no shape at all, only per-image noise.
+    """
+    from pathlib import Path
+
+    colours = [(210, 40, 40), (40, 70, 210), (40, 180, 60), (220, 200, 40)]
+    rng = np.random.default_rng(seed)
+    root = Path(root)
+    for class_index, (name, count) in enumerate(counts.items()):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for number in range(count):
+            image = Image.new("RGB", (side, side), tuple(int(v) for v in rng.integers(0, 70, 3)))
+            if mode == "noise":
+                image = Image.fromarray(rng.integers(0, 70, (side, side, 3), dtype=np.uint8), "RGB")
+            else:
+                kind = class_index if mode == "separable" else int(rng.integers(len(counts)))
+                jitter = rng.integers(-25, 26, 3)
+                fill = tuple(int(np.clip(c + j, 0, 255)) for c, j in zip(colours[kind % len(colours)], jitter))
+                x, y = (int(v) for v in rng.integers(1, side // 2, 2))
+                box = (x, y, x + side // 2, y + side // 2)
+                draw = ImageDraw.Draw(image)
+                if kind % 3 == 0:
+                    draw.ellipse(box, fill=fill)
+                elif kind % 3 == 1:
+                    draw.rectangle(box, fill=fill)
+                else:
+                    draw.rectangle((x, y, x + side // 2, y + side // 8), fill=fill)
+            image.save(root / name / f"{number:03d}.png")
+    return root

@@ -1,0 +1,117 @@
+"""From the audit report to training data: usable files only, stale reports refused, no leaks."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pytest
+
+from audit.scan import scan
+from tests.conftest import jpeg, write_dataset
+from tests.imagegen import colour_dataset, encode, photo_like
+from train.data import ReportError, load_examples, make_dataset, split_examples
+
+
+@pytest.fixture
+def audited(tmp_path):
+    root = colour_dataset(tmp_path / "data", {"blue": 30, "red": 10})
+    (root / "red" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n")  # truncated: an error
+    scan(root, tmp_path / "report", jobs=1)
+    return root, tmp_path / "report"
+
+
+def test_only_usable_files_labels_in_folder_order(audited):
+    root, report = audited
+    examples = load_examples(report, root=root)
+    assert examples.class_names == ("blue", "red")
+    assert len(examples.paths) == 40 and examples.skipped_errors == 1
+    assert all(os.path.isfile(path) for path in examples.paths)
+    assert np.bincount(examples.labels).tolist() == [30, 10]
+
+
+def test_missing_and_foreign_reports(audited, tmp_path):
+    root, report = audited
+    with pytest.raises(ReportError, match="run `python -m audit scan"):
+        load_examples(tmp_path / "nowhere")
+    with pytest.raises(ReportError, match="is for"):
+        load_examples(report, root=tmp_path)
+
+
+@pytest.mark.parametrize("change", ["modify", "add", "remove"])
+def test_stale_report_is_refused(audited, change):
+    root, report = audited
+    target = root / "blue" / "000.png"
+    if change == "modify":
+        time.sleep(0.01)
+        target.write_bytes(target.read_bytes() + b"\x00")
+    elif change == "add":
+        (root / "red" / "new.png").write_bytes(target.read_bytes())
+    else:
+        target.unlink()
+    with pytest.raises(ReportError, match="stale"):
+        load_examples(report, root=root)
+
+
+def test_split_keeps_duplicate_groups_on_one_side(tmp_path):
+    files = {f"cat/{i:02d}.jpg": jpeg(i, 96, 72) for i in range(30)}
+    files.update({f"dog/{i:02d}.jpg": jpeg(100 + i, 96, 72) for i in range(30)})
+    for copy in range(4):  # one picture four more times in cat/, resized and recompressed
+        files[f"cat/copy{copy}.jpg"] = encode(photo_like(96, 72, seed=0).resize((96 - 8 * copy, 72 - 6 * copy)), "JPEG", quality=70)
+    root = write_dataset(tmp_path / "d", files)
+    scan(root, tmp_path / "r", jobs=1)
+    examples = load_examples(tmp_path / "r")
+    grouped = [path for path, group in zip(examples.relpaths, examples.groups) if group >= 0]
+    assert len(grouped) == 5
+    for seed in range(8):
+        split = split_examples(examples, 0.3, seed)
+        sides = {("train" if path in split.train_paths else "val") for path in (os.path.join(str(root), p) for p in grouped)}
+        assert len(sides) == 1, f"seed {seed}: a duplicate group was split"
+        assert len(split.val_paths) + len(split.train_paths) == len(examples.paths)
+        assert 0.2 <= len(split.val_paths) / len(examples.paths) <= 0.4
+
+
+def test_split_is_seeded(audited):
+    _, report = audited
+    examples = load_examples(report)
+    assert split_examples(examples, 0.25, 3).val_paths == split_examples(examples, 0.25, 3).val_paths
+    assert split_examples(examples, 0.25, 3).val_paths != split_examples(examples, 0.25, 4).val_paths
+
+
+def test_the_datasets_own_split_folders_are_used(tmp_path):
+    root = tmp_path / "d"
+    colour_dataset(root / "train", {"blue": 8, "red": 8})
+    colour_dataset(root / "val", {"blue": 3, "red": 3}, seed=1)
+    scan(root, tmp_path / "r", jobs=1)
+    split = split_examples(load_examples(tmp_path / "r"), 0.5, 0)
+    assert len(split.train_paths) == 16 and len(split.val_paths) == 6
+    assert "own split folders" in split.how
+
+
+def test_pipeline_shapes_and_zeroed_inputs(audited):
+    _, report = audited
+    examples = load_examples(report)
+    batch = next(iter(make_dataset(examples.paths[:10], examples.labels[:10], 24, 4, True, 1)))
+    assert tuple(batch[0].shape) == (4, 24, 24, 3) and batch[0].dtype.name == "float32"
+    assert float(batch[0].numpy().max()) > 0
+    zeroed = next(iter(make_dataset(examples.paths[:10], examples.labels[:10], 24, 4, True, 1, zero_inputs=True)))
+    assert float(np.abs(zeroed[0].numpy()).max()) == 0.0
+
+
+def test_classes_without_usable_images_are_left_out_with_a_note(tmp_path):
+    root = colour_dataset(tmp_path / "d", {"blue": 6, "empty": 0, "red": 6})
+    (root / "broken").mkdir()
+    (root / "broken" / "x.jpg").write_bytes(b"")
+    scan(root, tmp_path / "r", jobs=1)
+    split = split_examples(load_examples(tmp_path / "r"), 0.3, 0)
+    assert split.class_names == ("blue", "red")
+    assert split.details["left_out_classes"] == ["broken", "empty"]
+    assert set(split.train_labels.tolist()) == {0, 1}
+
+
+def test_every_class_keeps_a_training_image(tmp_path):
+    root = colour_dataset(tmp_path / "d", {"blue": 10, "red": 1})
+    scan(root, tmp_path / "r", jobs=1)
+    split = split_examples(load_examples(tmp_path / "r"), 0.5, 0)
+    assert split.train_counts() == [5, 1]

@@ -1,0 +1,128 @@
+"""Every sanity verdict seen passing, and failing when the pipeline is broken on purpose.
+
+Tiny generated sets (32 px, two classes of coloured shapes, skewed 3:1), a few seconds
+per stage on two CPU cores.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from audit.scan import scan
+from tests.imagegen import colour_dataset
+from train import cli
+from train.data import load_examples, split_examples
+from train.recipe import run_recipe
+from train.runs import read_history
+from train.config import SANITY, TrainConfig
+
+pytestmark = pytest.mark.slow
+FAST = TrainConfig(image_size=32, batch_size=8, epochs=8, learning_rate=3e-3, seed=7)
+
+
+def audited_split(tmp_path_factory, mode: str):
+    folder = tmp_path_factory.mktemp(mode)
+    root = colour_dataset(folder / "data", {"blue": 96, "red": 32}, mode=mode, seed=3)
+    scan(root, folder / "report", jobs=1)
+    return root, folder / "report", split_examples(load_examples(folder / "report"), 0.25, 7)
+
+
+@pytest.fixture(scope="module")
+def separable(tmp_path_factory):
+    return audited_split(tmp_path_factory, "separable")
+
+
+@pytest.fixture(scope="module")
+def good_run(separable, tmp_path_factory):
+    _, _, split = separable
+    return run_recipe(split, FAST, list(SANITY), runs_dir=tmp_path_factory.mktemp("runs"), log=lambda line: None)
+
+
+def verdicts(outcome, stage):
+    return {v.name: v for result in outcome.results if result.name == stage for v in result.verdicts}
+
+
+def run_one(split, stage, config, tmp_path):
+    return run_recipe(split, config, [stage], runs_dir=tmp_path / "runs", log=lambda line: None)
+
+
+def test_every_sanity_verdict_passes_on_a_good_pipeline(good_run):
+    assert [result.name for result in good_run.results] == list(SANITY)
+    failed = [(r.name, v.name, v.value, v.threshold) for r in good_run.results for v in r.verdicts if not v.passed]
+    assert failed == []
+    assert not good_run.sanity_failed
+
+
+def test_run_folders_hold_every_artefact(good_run):
+    folders = sorted(path.name for path in good_run.run_path.iterdir())
+    assert folders == [f"{index:02d}-{name}" for index, name in enumerate(SANITY, start=1)]
+    for folder in good_run.run_path.iterdir():
+        for name in ("config.json", "history.csv", "metrics.json", "model.keras", "batch_preview.png"):
+            assert (folder / name).is_file(), f"{folder.name}/{name}"
+        metrics = json.loads((folder / "metrics.json").read_text())
+        assert metrics["hypothesis"] and metrics["verdicts"]
+        assert set(metrics["verdicts"][0]) >= {"name", "value", "threshold", "passed"}
+        assert json.loads((folder / "config.json").read_text())["seed"] == 7
+    history = read_history(good_run.run_path / "04-baseline" / "history.csv")
+    assert len(history["val_loss"]) == FAST.epochs and len(history["loss"]) == FAST.epochs
+
+
+def test_init_loss_fails_with_a_zero_bias_on_a_skewed_set(separable, tmp_path):
+    _, _, split = separable
+    outcome = run_one(split, "init_loss", replace(FAST, bias="zero"), tmp_path)
+    verdict = verdicts(outcome, "init_loss")["initial_loss_is_prior_entropy"]
+    assert not verdict.passed and verdict.value > 0.1  # ln 2 = 0.693 against an entropy of 0.56
+
+
+def test_overfit_fails_without_enough_steps(separable, tmp_path):
+    _, _, split = separable
+    outcome = run_one(split, "overfit_one_batch", replace(FAST, overfit_steps=1), tmp_path)
+    assert not verdicts(outcome, "overfit_one_batch")["training_mode_loss"].passed
+
+
+def test_input_independence_fails_when_inputs_carry_nothing(tmp_path_factory, tmp_path):
+    _, _, split = audited_split(tmp_path_factory, "noise")  # noise only: nothing tells the classes apart
+    outcome = run_one(split, "input_independence", FAST, tmp_path)
+    assert not verdicts(outcome, "input_independence")["real_inputs_beat_zeroed_inputs"].passed
+
+
+def test_baseline_fails_with_shuffled_labels(tmp_path_factory, tmp_path):
+    _, _, split = audited_split(tmp_path_factory, "shuffled")  # shapes drawn at random per class
+    outcome = run_one(split, "baseline", FAST, tmp_path)
+    assert not verdicts(outcome, "baseline")["validation_loss_beats_prior"].passed
+
+
+def test_capacity_fails_when_the_wider_model_is_narrower(separable, tmp_path):
+    _, _, split = separable
+    outcome = run_one(split, "capacity", replace(FAST, capacity_multiplier=1 / 32), tmp_path)  # one filter
+    assert not verdicts(outcome, "capacity")["wider_model_lower_training_loss"].passed
+
+
+def test_determinism_fails_without_a_seed(separable, tmp_path):
+    _, _, split = separable
+    outcome = run_one(split, "determinism", replace(FAST, seed=None), tmp_path)
+    verdict = verdicts(outcome, "determinism")["same_seed_same_weights"]
+    assert not verdict.passed and verdict.value > 0
+
+
+def test_cli_verdict_table_and_exit_codes(separable, tmp_path, capsys):
+    root, report, _ = separable
+    common = ["run", str(root), "--report", str(report), "--runs-dir", str(tmp_path / "runs"),
+              "--image-size", "32", "--batch-size", "8", "--epochs", "8", "--learning-rate", "3e-3", "--seed", "7"]
+    assert cli.main(common + ["--stages", "init_loss,overfit_one_batch"]) == 0
+    out = capsys.readouterr().out
+    assert "initial_loss_is_prior_entropy" in out and "PASS" in out and "Run folder:" in out
+    assert cli.main(common + ["--stages", "init_loss", "--bias", "zero", "--run-id", "zero-bias"]) == 1
+    assert "FAIL" in capsys.readouterr().out
+    assert cli.main(["run", str(root), "--report", str(tmp_path / "missing")]) == 2
+    assert "audit scan" in capsys.readouterr().err
+    assert cli.main(common + ["--stages", "nonsense"]) == 2
+
+
+def test_stage_registry_matches_the_light_config():
+    from train.stages import STAGES
+
+    assert tuple(STAGES) == SANITY  # train.config names them for --help without importing TensorFlow

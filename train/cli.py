@@ -1,0 +1,107 @@
+"""Command line: `python -m train run ROOT --report REPORT_DIR ...`.
+
+Exit codes as for the audit: 0 every verdict passed, 1 a sanity verdict failed, 2 could
+not run (bad arguments, report missing or stale, a class without images), 3 unexpected
+failure, 130 on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+
+EXIT_PASSED, EXIT_FAILED, EXIT_CANNOT_RUN, EXIT_UNEXPECTED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+class CannotRun(Exception):
+    """The command cannot run as asked (exit 2)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from train.config import SANITY, STAGE_NAMES, TrainConfig
+
+    defaults = TrainConfig()
+    parser = argparse.ArgumentParser(prog="python -m train", description="Train on an audited dataset, stage by stage, with verdicts.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    run = commands.add_parser(
+        "run",
+        help="run the recipe's stages on an audited dataset",
+        description="Run stages on the usable files of an audit report. Each stage states a hypothesis and "
+        f"ends with verdicts. Stages: {', '.join(STAGE_NAMES)}. 'sanity' = {', '.join(SANITY)}.",
+    )
+    run.add_argument("root", metavar="ROOT", help="the dataset folder the report was made from")
+    run.add_argument("--report", required=True, metavar="REPORT_DIR", help="output folder of `python -m audit scan ROOT`")
+    run.add_argument("--stages", default="sanity", help="sanity, all, or a comma-separated list (default: sanity)")
+    run.add_argument("--image-size", type=int, default=defaults.image_size, help=f"square input side in pixels (default: {defaults.image_size})")
+    run.add_argument("--batch-size", type=int, default=defaults.batch_size, help=f"default: {defaults.batch_size}")
+    run.add_argument("--epochs", type=int, default=defaults.epochs, help=f"epochs per training run (default: {defaults.epochs})")
+    run.add_argument("--seed", type=int, default=defaults.seed, help=f"seed for the split, the weights and the batches (default: {defaults.seed})")
+    run.add_argument("--learning-rate", type=float, default=defaults.learning_rate, help=f"Adam learning rate (default: {defaults.learning_rate:g})")
+    run.add_argument("--validation-fraction", type=float, default=0.2, help="validation share when the dataset has no split folders (default: 0.2)")
+    run.add_argument("--bias", choices=("prior", "zero"), default="prior", help="output bias: from the class prior (default) or zero (ablation)")
+    run.add_argument("--runs-dir", default="runs", help="where run folders go (default: runs/)")
+    run.add_argument("--run-id", help="name of this run's folder (default: a UTC timestamp)")
+    run.set_defaults(handler=run_stages)
+    return parser
+
+
+def select_stages(spec: str) -> list[str]:
+    from train.config import SANITY, STAGE_NAMES
+
+    if spec in ("sanity", "all"):
+        return list(SANITY) if spec == "sanity" else list(STAGE_NAMES)
+    names = [name.strip() for name in spec.split(",") if name.strip()]
+    unknown = [name for name in names if name not in STAGE_NAMES]
+    if unknown or not names:
+        raise CannotRun(f"unknown stage(s) {', '.join(unknown) or '(none given)'}; choose from sanity, all, {', '.join(STAGE_NAMES)}")
+    return names
+
+
+def run_stages(args: argparse.Namespace) -> int:
+    from train.config import TrainConfig
+    from train.data import ReportError, load_examples, split_examples
+    from train.recipe import run_recipe
+
+    names = select_stages(args.stages)
+    try:
+        config = TrainConfig(
+            image_size=args.image_size, batch_size=args.batch_size, epochs=args.epochs, seed=args.seed,
+            learning_rate=args.learning_rate, bias=args.bias,
+        )
+        examples = load_examples(args.report, root=args.root)
+        split = split_examples(examples, args.validation_fraction, args.seed)
+    except (ReportError, ValueError) as error:
+        raise CannotRun(str(error)) from error
+    print(f"{len(split.train_paths)} training and {len(split.val_paths)} validation images "
+          f"({examples.skipped_errors} left out for audit errors); split: {split.how}")
+    if split.details.get("left_out_classes"):
+        print(f"left out (no usable image): {', '.join(split.details['left_out_classes'])}")
+    outcome = run_recipe(split, config, names, runs_dir=args.runs_dir, run_id=args.run_id)
+    print(outcome.table())
+    print(f"Run folder: {outcome.run_path}")
+    return EXIT_FAILED if outcome.sanity_failed else EXIT_PASSED
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_request:
+        return int(exit_request.code or 0)
+    if not getattr(args, "handler", None):
+        parser.print_help(sys.stderr)
+        return EXIT_CANNOT_RUN
+    try:
+        return args.handler(args)
+    except CannotRun as error:
+        print(f"train: error: {error}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
+    except KeyboardInterrupt:
+        print("train: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception:
+        traceback.print_exc()
+        print("train: unexpected failure (exit 3); please report it with the trace above", file=sys.stderr)
+        return EXIT_UNEXPECTED

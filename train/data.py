@@ -1,0 +1,241 @@
+"""From an audit report to tf.data pipelines: usable files only, no leakage across the split.
+
+* `load_examples(report_dir)` reads images.csv and duplicates.csv and refuses a report
+  that no longer matches the files (changed, new or removed since the scan).
+* `split_examples()` uses the dataset's own train/validation folders when it has them;
+  otherwise it draws a seeded validation set, class by class, that keeps every duplicate
+  group on one side, so no picture is in both.
+* `make_dataset()` decodes exactly as Keras's directory loader does
+  (`tf.io.decode_image(channels=3, expand_animations=False)`), resizes, caches, shuffles
+  with the seed, batches and prefetches. TensorFlow is imported only here.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from audit.dataset import discover, resolve
+
+VALIDATION_SPLITS = ("val", "valid", "validation", "dev", "eval")
+TRAINING_SPLITS = ("train", "training")
+
+
+class ReportError(ValueError):
+    """The audit report is missing, unreadable, or stale for the files on disk."""
+
+
+@dataclass
+class Examples:
+    """Usable files of an audited dataset, labels in folder (Keras) order."""
+
+    root: Path
+    class_names: tuple[str, ...]
+    paths: list[str]  # absolute
+    relpaths: list[str]
+    labels: np.ndarray  # int32 index into class_names
+    splits: list[str]  # the report's split of each file ('' without splits)
+    groups: np.ndarray  # duplicate group id, -1 when none
+    skipped_errors: int = 0  # files left out because the audit found an error
+
+
+@dataclass
+class SplitExamples:
+    """Training and validation parts; `how` says how the split was made."""
+
+    class_names: tuple[str, ...]
+    train_paths: list[str]
+    train_labels: np.ndarray
+    val_paths: list[str]
+    val_labels: np.ndarray
+    how: str
+    details: dict = field(default_factory=dict)
+
+    def train_counts(self) -> list[int]:
+        return np.bincount(self.train_labels, minlength=len(self.class_names)).tolist()
+
+
+def load_examples(report_dir: str | os.PathLike, root: str | os.PathLike | None = None, check_stale: bool = True) -> Examples:
+    """Read the usable files from an audit report; ReportError when missing or stale."""
+    report = Path(report_dir)
+    summary_path, images_path = report / "summary.json", report / "images.csv"
+    if not summary_path.is_file() or not images_path.is_file():
+        raise ReportError(
+            f"no audit report in {report} (summary.json and images.csv are needed); "
+            "run `python -m audit scan ROOT --out REPORT_DIR` first"
+        )
+    summary = json.loads(summary_path.read_text())
+    report_root = Path(summary["root"])
+    if root is not None and Path(root).expanduser().resolve() != report_root.resolve():
+        raise ReportError(f"the report in {report} is for {report_root}, not {Path(root).resolve()}")
+    rows = list(csv.DictReader(open(images_path, encoding="utf-8", newline="")))
+    if check_stale:
+        _refuse_stale(report_root, rows, report)
+    class_names = tuple(entry["name"] for entry in summary["classes"])
+    groups = _duplicate_groups(report / "duplicates.csv")
+    usable = [row for row in rows if row["severity"] != "error"]
+    index = {name: position for position, name in enumerate(class_names)}
+    return Examples(
+        root=report_root,
+        class_names=class_names,
+        paths=[resolve(report_root, row["path"]) for row in usable],
+        relpaths=[row["path"] for row in usable],
+        labels=np.array([index[row["label"]] for row in usable], dtype=np.int32),
+        splits=[row.get("split", "") for row in usable],
+        groups=np.array([groups.get(row["path"], -1) for row in usable], dtype=np.int64),
+        skipped_errors=len(rows) - len(usable),
+    )
+
+
+def _duplicate_groups(path: Path) -> dict[str, int]:
+    if not path.is_file():
+        return {}
+    return {row["path"]: int(row["group"]) for row in csv.DictReader(open(path, encoding="utf-8", newline=""))}
+
+
+def _refuse_stale(root: Path, rows: list[dict], report: Path) -> None:
+    """ReportError when files changed, appeared or vanished since the scan."""
+    changed, removed = [], []
+    for row in rows:
+        try:
+            info = os.stat(resolve(root, row["path"]))
+        except OSError:
+            removed.append(row["path"])
+            continue
+        if str(info.st_size) != row["bytes"] or ("mtime_ns" in row and row["mtime_ns"] and str(info.st_mtime_ns) != row["mtime_ns"]):
+            changed.append(row["path"])
+    known = {row["path"] for row in rows}
+    against = sorted({row.get("split", "") for row in rows if row["path"].startswith("../")})
+    added = []
+    if root.is_dir() and not against:
+        added = [entry.relpath for entry in discover(root).iter_files() if entry.relpath not in known]
+    if changed or removed or added:
+        examples = (changed + removed + added)[:5]
+        raise ReportError(
+            f"the audit report in {report} is stale: {len(changed)} file(s) changed, {len(added)} new, "
+            f"{len(removed)} removed since the scan (e.g. {', '.join(examples)}); re-run `python -m audit scan`"
+        )
+
+
+def without_empty_classes(examples: Examples) -> tuple[Examples, list[str]]:
+    """Leave out classes with no usable image (an empty folder, or only broken files):
+    a label that never gets an example cannot be learned. Returns the names left out."""
+    counts = np.bincount(examples.labels, minlength=len(examples.class_names))
+    kept = [index for index, count in enumerate(counts) if count > 0]
+    left_out = [name for index, name in enumerate(examples.class_names) if counts[index] == 0]
+    if not left_out:
+        return examples, []
+    if len(kept) < 2:
+        raise ValueError(f"fewer than two classes have usable images (left out: {', '.join(left_out)})")
+    remap = np.full(len(examples.class_names), -1, dtype=np.int32)
+    remap[kept] = np.arange(len(kept), dtype=np.int32)
+    narrowed = Examples(
+        root=examples.root,
+        class_names=tuple(examples.class_names[index] for index in kept),
+        paths=examples.paths,
+        relpaths=examples.relpaths,
+        labels=remap[examples.labels],
+        splits=examples.splits,
+        groups=examples.groups,
+        skipped_errors=examples.skipped_errors,
+    )
+    return narrowed, left_out
+
+
+def split_examples(examples: Examples, validation_fraction: float = 0.2, seed: int = 1337) -> SplitExamples:
+    """Training/validation split: the dataset's own, or a seeded group-aware stratified one.
+
+    Classes without any usable image are left out first (details["left_out_classes"]).
+    """
+    if not 0.0 < validation_fraction < 1.0:
+        raise ValueError(f"validation_fraction must be between 0 and 1, got {validation_fraction}")
+    examples, left_out = without_empty_classes(examples)
+    split_names = {name.lower() for name in examples.splits}
+    own_val = [name for name in examples.splits if name.lower() in VALIDATION_SPLITS]
+    own_train = [name for name in examples.splits if name.lower() in TRAINING_SPLITS]
+    if own_val and own_train:
+        is_val = np.array([name.lower() in VALIDATION_SPLITS for name in examples.splits])
+        is_train = np.array([name.lower() in TRAINING_SPLITS for name in examples.splits])
+        how = f"the dataset's own split folders ({own_train[0]} / {own_val[0]})"
+        details = {"ignored_splits": sorted(split_names - set(VALIDATION_SPLITS) - set(TRAINING_SPLITS))}
+    else:
+        is_val = _group_stratified_validation(examples, validation_fraction, seed)
+        is_train = ~is_val
+        how = f"seeded ({seed}) stratified {validation_fraction:.0%} validation; duplicate groups kept on one side"
+        details = {"seed": seed, "validation_fraction": validation_fraction}
+    split = SplitExamples(
+        class_names=examples.class_names,
+        train_paths=[path for path, keep in zip(examples.paths, is_train) if keep],
+        train_labels=examples.labels[is_train],
+        val_paths=[path for path, keep in zip(examples.paths, is_val) if keep],
+        val_labels=examples.labels[is_val],
+        how=how,
+        details={**details, "left_out_classes": left_out},
+    )
+    empty = [name for name, count in zip(split.class_names, split.train_counts()) if count == 0]
+    if empty:
+        raise ValueError(f"class(es) {', '.join(empty)} have no usable training image: add images or remove the folder")
+    if not split.val_paths:
+        raise ValueError("the validation set is empty: too few usable images to split")
+    return split
+
+
+def _group_stratified_validation(examples: Examples, fraction: float, seed: int) -> np.ndarray:
+    """Mark validation files: per class, whole units (a duplicate group or a single file)."""
+    rng = np.random.default_rng(seed)
+    count = len(examples.paths)
+    unit_of = np.where(examples.groups >= 0, examples.groups, -(np.arange(count) + 1))  # singles: own unit
+    is_val = np.zeros(count, dtype=bool)
+    for label in range(len(examples.class_names)):
+        in_class = np.flatnonzero(examples.labels == label)
+        units = np.unique(unit_of[in_class])
+        rng.shuffle(units)
+        target, taken = fraction * in_class.size, 0
+        for unit in units:
+            members = np.flatnonzero(unit_of == unit)
+            if taken >= target or taken + members.size >= in_class.size:
+                break  # enough, or this unit would leave the class without training images
+            is_val[members] = True
+            taken += members.size
+    return is_val
+
+
+# ---------------------------------------------------------------- tf.data
+
+
+def make_dataset(
+    paths: list[str],
+    labels: np.ndarray,
+    image_size: int,
+    batch_size: int,
+    shuffle: bool,
+    seed: int | None,
+    zero_inputs: bool = False,
+):
+    """A batched tf.data pipeline of (float32 images in 0..255, int labels).
+
+    zero_inputs replaces every image by zeros, for training and validation alike: the
+    input-independence baseline (a Dropout on the input would be off at evaluation).
+    """
+    import tensorflow as tf
+
+    autotune = tf.data.AUTOTUNE
+
+    def load(path, label):
+        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        image.set_shape([None, None, 3])
+        image = tf.image.resize(image, (image_size, image_size))
+        if zero_inputs:
+            image = tf.zeros_like(image)
+        return image, label
+
+    dataset = tf.data.Dataset.from_tensor_slices((list(paths), np.asarray(labels, dtype=np.int32)))
+    dataset = dataset.map(load, num_parallel_calls=autotune, deterministic=True).cache()
+    if shuffle:
+        dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    return dataset.batch(batch_size).prefetch(autotune)

@@ -1,0 +1,147 @@
+"""Model builders: functional Keras 3 models with logits out and the prior in the bias.
+
+Every builder takes (input_shape, init, **options) and returns an uncompiled
+keras.Model whose last Dense layer ("logits") has:
+
+* the output bias from the class prior (train.bias): one sigmoid unit for two classes,
+  one softmax unit per class otherwise;
+* a small kernel (std 0.01), so an untrained model outputs the prior for any input and
+  starts at the prior's entropy, which is what the init_loss stage checks.
+
+Pixels come in as float32 0..255; each model rescales its own input
+(keras.layers.Rescaling), so the pipeline and the preview show the raw image.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+from keras import layers  # noqa: E402
+
+from train.bias import PriorInit  # noqa: E402
+
+
+def _head(features, init: PriorInit, bias: str = "prior", dropout: float = 0.0):
+    if dropout:
+        features = layers.Dropout(dropout, name="head_dropout")(features)
+    values = init.bias if bias == "prior" else (0.0,) * len(init.bias)
+    return layers.Dense(
+        len(values),
+        kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
+        bias_initializer=keras.initializers.Constant(list(values)),
+        name="logits",
+    )(features)
+
+
+def simple_cnn(input_shape, init: PriorInit, width: int = 32, dropout: float = 0.0, bias: str = "prior") -> keras.Model:
+    """The seed's baseline: two strided convolutions, global pooling, a dense head."""
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
+    x = layers.Conv2D(width, 3, strides=2, padding="same", activation="relu", name="conv1")(x)
+    x = layers.Conv2D(2 * width, 3, strides=2, padding="same", activation="relu", name="conv2")(x)
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    return keras.Model(inputs, _head(x, init, bias, dropout), name="simple_cnn")
+
+
+def wider_cnn(input_shape, init: PriorInit, width: int = 32, multiplier: float = 4.0, dropout: float = 0.0, bias: str = "prior") -> keras.Model:
+    """More capacity: the baseline's layout, `multiplier` times the filters, one more conv."""
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
+    wide = max(1, round(width * multiplier))
+    x = layers.Conv2D(wide, 3, strides=2, padding="same", activation="relu", name="conv1")(x)
+    x = layers.Conv2D(2 * wide, 3, strides=2, padding="same", activation="relu", name="conv2")(x)
+    x = layers.Conv2D(2 * wide, 3, padding="same", activation="relu", name="conv3")(x)
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    return keras.Model(inputs, _head(x, init, bias, dropout), name=f"wider_cnn_x{multiplier:g}")
+
+
+def small_xception(
+    input_shape,
+    init: PriorInit,
+    sizes: tuple[int, ...] = (32, 64, 128),
+    final: int = 256,
+    dropout: float = 0.0,
+    bias: str = "prior",
+    name: str = "small_xception",
+) -> keras.Model:
+    """Residual separable-convolution blocks (the Keras "image classification from scratch" model)."""
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
+    x = layers.Conv2D(sizes[0], 3, strides=2, padding="same", use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.Activation("relu")(x)
+    previous = x
+    for size in sizes[1:]:
+        x = layers.Activation("relu")(x)
+        x = layers.SeparableConv2D(size, 3, padding="same", use_bias=False)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.Activation("relu")(x)
+        x = layers.SeparableConv2D(size, 3, padding="same", use_bias=False)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
+        residual = layers.Conv2D(size, 1, strides=2, padding="same")(previous)
+        x = layers.add([x, residual])
+        previous = x
+    x = layers.SeparableConv2D(final, 3, padding="same", use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.Activation("relu")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, _head(x, init, bias, dropout), name=name)
+
+
+def bigger_xception(input_shape, init: PriorInit, dropout: float = 0.0, bias: str = "prior") -> keras.Model:
+    """The seed's full-size variant: more blocks, more filters."""
+    return small_xception(input_shape, init, sizes=(64, 128, 256, 512), final=728, dropout=dropout, bias=bias, name="bigger_xception")
+
+
+class WeightsFileMissing(FileNotFoundError):
+    """The pretrained backbone needs a local weights file; nothing is ever downloaded."""
+
+
+def pretrained(input_shape, init: PriorInit, weights_path: str | os.PathLike | None = None, dropout: float = 0.2, bias: str = "prior") -> keras.Model:
+    """A frozen MobileNetV2 backbone from a local weights file, with a new head.
+
+    The file is the Keras no-top MobileNetV2 weights (e.g.
+    mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5, or any
+    `.weights.h5` saved from keras.applications.MobileNetV2(include_top=False)).
+    """
+    if weights_path is None or not Path(weights_path).is_file():
+        raise WeightsFileMissing(
+            f"the pretrained backbone needs a local MobileNetV2 no-top weights file (--weights PATH); "
+            f"{'none was given' if weights_path is None else f'{weights_path} does not exist'}. "
+            "Nothing is downloaded: weights='imagenet' would fetch from the network."
+        )
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(inputs)  # MobileNetV2 expects -1..1
+    backbone = keras.applications.MobileNetV2(input_shape=input_shape, include_top=False, weights=None)
+    backbone.load_weights(str(weights_path))
+    backbone.trainable = False
+    x = backbone(x, training=False)
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    return keras.Model(inputs, _head(x, init, bias, dropout), name="pretrained_mobilenet_v2")
+
+
+MODELS = {
+    "simple_cnn": simple_cnn,
+    "wider_cnn": wider_cnn,
+    "small_xception": small_xception,
+    "bigger_xception": bigger_xception,
+    "pretrained": pretrained,
+}
+
+
+def compile_model(model: keras.Model, init: PriorInit, learning_rate: float = 1e-3) -> keras.Model:
+    """Adam, cross-entropy on logits, accuracy; binary when the head has one unit."""
+    if init.binary:
+        loss = keras.losses.BinaryCrossentropy(from_logits=True)
+        metrics = [keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)]
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=metrics)
+    return model

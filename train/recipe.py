@@ -1,0 +1,67 @@
+"""Run a list of stages on a split, write each one's folder, and tabulate the verdicts.
+
+The one library call behind `python -m train run` and the app's training page.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from train.data import SplitExamples
+from train.runs import RunStore, StageResult
+from train.config import SANITY, TrainConfig
+from train.stages import STAGES, Context
+
+
+@dataclass
+class RecipeOutcome:
+    """The stages' results and where they were written."""
+
+    results: list[StageResult]
+    run_path: Path
+
+    @property
+    def sanity_failed(self) -> bool:
+        return any(not result.passed and result.skipped is None for result in self.results if result.name in SANITY)
+
+    def table(self) -> str:
+        """The verdict table printed at the end of a run."""
+        lines = [f"{'stage':20s} {'verdict':36s} {'value':>10s} {'rule':>6s} {'threshold':>10s}  result"]
+        for result in self.results:
+            if result.skipped:
+                lines.append(f"{result.name:20s} {'(skipped)':36s} {'':>10s} {'':>6s} {'':>10s}  SKIPPED: {result.skipped}")
+            for verdict in result.verdicts:
+                rule = verdict.rule.replace("value", "").replace("threshold", "").strip()
+                lines.append(
+                    f"{result.name:20s} {verdict.name:36s} {verdict.value:10.4f} {rule:>6s} {verdict.threshold:10.4f}  "
+                    f"{'PASS' if verdict.passed else 'FAIL'}"
+                )
+        return "\n".join(lines)
+
+
+def run_recipe(
+    split: SplitExamples,
+    config: TrainConfig,
+    stage_names: list[str],
+    runs_dir: str = "runs",
+    run_id: str | None = None,
+    log: Callable[[str], None] | None = None,
+) -> RecipeOutcome:
+    """Run stage_names in order on split; every stage's folder is written as it ends."""
+    store = RunStore(runs_dir, run_id)
+    context = Context(split, config, log=log)
+    context.log(f"run {store.run_id}: stages {', '.join(stage_names)}; split: {split.how}")
+    results = []
+    for name in stage_names:
+        context.log(f"--- {name}")
+        started = time.monotonic()
+        result = STAGES[name](context)
+        result.seconds = result.seconds or time.monotonic() - started
+        zeroed = name == "input_independence"  # its folder shows what the zeroed run saw
+        store.write_stage(result, preview=context.preview(zero_inputs=zeroed))
+        context.log(f"{name}: {'PASS' if result.passed else ('SKIPPED' if result.skipped else 'FAIL')} ({result.seconds:.1f} s)")
+        results.append(result)
+    return RecipeOutcome(results, store.path)

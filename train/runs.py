@@ -1,0 +1,130 @@
+"""On-disk run folders: runs/<run-id>/<NN-stage>/ with everything a stage produced.
+
+Each stage folder holds config.json, history.csv (one row per epoch), metrics.json
+(the hypothesis and the verdicts as {name, value, threshold, passed}), model.keras and
+batch_preview.png: the input tensor just before the network, with its labels.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+
+@dataclass
+class Verdict:
+    """One checked claim of a stage: `passed` is `value <rule> threshold`."""
+
+    name: str
+    value: float
+    threshold: float
+    passed: bool
+    rule: str  # e.g. "value <= threshold", said in words in `meaning`
+    meaning: str = ""
+
+
+@dataclass
+class StageResult:
+    """What a stage did and concluded."""
+
+    name: str
+    hypothesis: str
+    verdicts: list[Verdict] = field(default_factory=list)
+    history: dict[str, list[float]] = field(default_factory=dict)
+    config: dict = field(default_factory=dict)
+    seconds: float = 0.0
+    skipped: str | None = None  # the reason, when the stage could not run
+    model: object = None  # keras.Model, not serialised in metrics.json
+
+    @property
+    def passed(self) -> bool:
+        return self.skipped is None and all(verdict.passed for verdict in self.verdicts)
+
+
+class RunStore:
+    """runs/<run-id>/ and its numbered stage folders."""
+
+    def __init__(self, runs_dir: str | os.PathLike = "runs", run_id: str | None = None):
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        self.run_id = run_id or stamp
+        if not re.fullmatch(r"[A-Za-z0-9._-]+", self.run_id):
+            raise ValueError(f"run id may hold letters, digits, '.', '_' and '-' only: {self.run_id!r}")
+        self.path = Path(runs_dir) / self.run_id
+        if self.path.exists() and any(self.path.iterdir()):
+            raise FileExistsError(f"run folder {self.path} already holds a run; choose another --run-id")
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.stages_written = 0
+
+    def write_stage(self, result: StageResult, preview: tuple | None = None) -> Path:
+        """Write one stage's folder; returns it."""
+        self.stages_written += 1
+        folder = self.path / f"{self.stages_written:02d}-{result.name}"
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps(result.config, indent=2, default=str) + "\n")
+        metrics = {
+            "stage": result.name,
+            "hypothesis": result.hypothesis,
+            "passed": result.passed,
+            "skipped": result.skipped,
+            "seconds": round(result.seconds, 2),
+            "verdicts": [_finite(asdict(verdict)) for verdict in result.verdicts],
+        }
+        (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        write_history(folder / "history.csv", result.history)
+        if result.model is not None:
+            result.model.save(folder / "model.keras")
+        if preview is not None:
+            save_batch_preview(folder / "batch_preview.png", *preview)
+        return folder
+
+
+def _finite(row: dict) -> dict:
+    """JSON has no NaN/inf: write them as strings a person can read."""
+    return {key: (str(value) if isinstance(value, float) and not math.isfinite(value) else value) for key, value in row.items()}
+
+
+def write_history(path: Path, history: dict[str, list[float]]) -> None:
+    """One row per epoch, one column per metric (shorter series padded with blanks)."""
+    columns = list(history)
+    length = max((len(values) for values in history.values()), default=0)
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["epoch", *columns])
+        for epoch in range(length):
+            writer.writerow([epoch + 1, *(history[column][epoch] if epoch < len(history[column]) else "" for column in columns)])
+
+
+def read_history(path: Path) -> dict[str, list[float]]:
+    """history.csv back into columns (blank cells skipped)."""
+    columns: dict[str, list[float]] = {}
+    for row in csv.DictReader(open(path, encoding="utf-8", newline="")):
+        for key, value in row.items():
+            if key != "epoch" and value != "":
+                columns.setdefault(key, []).append(float(value))
+    return columns
+
+
+def save_batch_preview(path: Path, images: np.ndarray, labels: np.ndarray, class_names, columns: int = 8) -> None:
+    """A grid of the batch exactly as it enters the network (0..255 floats), labelled."""
+    images = np.clip(np.asarray(images, dtype=np.float32), 0, 255).astype(np.uint8)
+    labels = np.asarray(labels).reshape(len(images), -1)[:, 0].astype(int)
+    count = min(len(images), 32)
+    tile = max(64, images.shape[1])
+    rows = math.ceil(count / columns)
+    sheet = Image.new("RGB", (columns * tile, rows * (tile + 14)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for index in range(count):
+        picture = Image.fromarray(images[index]).resize((tile, tile), Image.Resampling.NEAREST)
+        x, y = (index % columns) * tile, (index // columns) * (tile + 14)
+        sheet.paste(picture, (x, y))
+        draw.text((x + 2, y + tile), str(class_names[labels[index]])[:12], fill="black")
+    sheet.save(path)

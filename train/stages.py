@@ -1,0 +1,279 @@
+"""Sanity stages: each states a hypothesis, runs, and returns verdicts with value and threshold.
+
+* init_loss: the untrained model's loss is the entropy of the prior, and no worse than
+  with a zero output bias.
+* overfit_one_batch: one fixed batch, no dropout or augmentation, is learned perfectly
+  (judged on training-mode loss: with BatchNorm the inference-mode loss lags).
+* input_independence: the model trained on real images beats one trained on zeroed
+  images (zeroed in the pipeline, for training and validation alike).
+* baseline: the simple CNN learns: its validation loss beats predicting the prior by
+  more than validation noise.
+* capacity: a wider model ends with a lower training loss than the baseline.
+* determinism: the same configuration twice gives identical weights.
+
+Every training run reseeds (keras.utils.set_random_seed) and rebuilds its pipeline, so
+runs that share an architecture start from the same weights and see the same batches.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+
+import numpy as np
+
+from train import data, models
+from train.bias import PriorInit, prior_init
+from train.config import TrainConfig
+from train.runs import StageResult, Verdict
+
+
+class Context:
+    """The data, the prior and the shared runs a sequence of stages works on."""
+
+    def __init__(self, split: data.SplitExamples, config: TrainConfig, log: Callable[[str], None] | None = None):
+        self.split = split
+        self.config = config
+        self.init: PriorInit = prior_init(split.class_names, split.train_counts())
+        self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+        self._baseline: tuple | None = None
+        if config.seed is not None:
+            import tensorflow as tf
+
+            tf.config.experimental.enable_op_determinism()
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (self.config.image_size, self.config.image_size, 3)
+
+    def seed(self) -> None:
+        """Reset every random generator (Python, numpy, TensorFlow) to the run's seed."""
+        if self.config.seed is not None:
+            import keras
+
+            keras.utils.set_random_seed(self.config.seed)
+
+    def dataset(self, part: str, zero_inputs: bool = False, shuffle: bool | None = None):
+        paths, labels = (self.split.train_paths, self.split.train_labels) if part == "train" else (self.split.val_paths, self.split.val_labels)
+        shuffle = part == "train" if shuffle is None else shuffle
+        return data.make_dataset(paths, labels, self.config.image_size, self.config.batch_size, shuffle, self.config.seed, zero_inputs)
+
+    def build(self, name: str, learning_rate: float | None = None, **options):
+        """A compiled model, built right after reseeding (same seed, same initial weights)."""
+        self.seed()
+        model = models.MODELS[name](self.input_shape, self.init, bias=self.config.bias, **options)
+        return models.compile_model(model, self.init, learning_rate or self.config.learning_rate)
+
+    def fit(self, model, label: str, zero_inputs: bool = False, epochs: int | None = None) -> dict[str, list[float]]:
+        """Train with validation_data; one progress line per epoch; returns the history."""
+        import keras
+
+        epochs = epochs or self.config.epochs
+        log = self.log
+
+        class EpochLine(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                self.started = time.monotonic()
+
+            def on_epoch_end(self, epoch, logs=None):
+                shown = "  ".join(f"{key} {value:.4f}" for key, value in (logs or {}).items())
+                log(f"[{label}] epoch {epoch + 1}/{epochs}  {shown}  ({time.monotonic() - self.started:.1f} s)")
+
+        train = self.dataset("train", zero_inputs)
+        validation = self.dataset("val", zero_inputs)
+        self.seed()
+        # shuffle=False: the pipeline already shuffles, with the seed.
+        history = model.fit(train, validation_data=validation, epochs=epochs, shuffle=False, verbose=0, callbacks=[EpochLine()])
+        return {key: [float(value) for value in values] for key, values in history.history.items()}
+
+    def baseline(self):
+        """The simple CNN trained on real inputs: shared by several stages, trained once."""
+        if self._baseline is None:
+            model = self.build("simple_cnn", width=self.config.width)
+            self._baseline = (model, self.fit(model, "baseline"))
+        return self._baseline
+
+    def preview(self, part: str = "train", zero_inputs: bool = False):
+        """The first batch as it enters the network, for batch_preview.png."""
+        images, labels = next(iter(self.dataset(part, zero_inputs, shuffle=False)))
+        return images.numpy(), labels.numpy(), self.split.class_names
+
+
+def prior_validation_losses(context: Context) -> np.ndarray:
+    """Per-image cross-entropy, on validation, of always predicting the training prior."""
+    prior = np.asarray(context.init.prior)
+    return -np.log(prior[context.split.val_labels])
+
+
+def chance_margin(context: Context, configured: float) -> float:
+    """The configured margin, or twice the standard error of the prior's validation loss if larger:
+    a gap smaller than that can come from which images happen to be in validation."""
+    losses = prior_validation_losses(context)
+    standard_error = float(losses.std(ddof=1) / np.sqrt(losses.size)) if losses.size > 1 else 0.0
+    return max(configured, 2.0 * standard_error)
+
+
+def _result(name: str, hypothesis: str, context: Context, **extra) -> StageResult:
+    return StageResult(name=name, hypothesis=hypothesis, config={**asdict(context.config), **extra})
+
+
+def init_loss(context: Context) -> StageResult:
+    started = time.monotonic()
+    result = _result(
+        "init_loss",
+        "An untrained model whose output bias encodes the class prior starts at the prior's entropy, "
+        "and does no worse than the same model with a zero bias.",
+        context,
+        model="simple_cnn",
+    )
+    train = context.dataset("train", shuffle=False)
+    model = context.build("simple_cnn", width=context.config.width)
+    loss = float(model.evaluate(train, verbose=0)[0])
+    zero = models.compile_model(
+        models.simple_cnn(context.input_shape, context.init, width=context.config.width, bias="zero"), context.init
+    )
+    zero.set_weights(model.get_weights()[:-1] + [np.zeros_like(model.get_weights()[-1])])
+    zero_loss = float(zero.evaluate(train, verbose=0)[0])
+    entropy = context.init.expected_loss
+    tolerance = context.config.init_tolerance
+    result.verdicts = [
+        Verdict("initial_loss_is_prior_entropy", abs(loss - entropy), tolerance, abs(loss - entropy) <= tolerance,
+                "value <= threshold", f"untrained loss {loss:.4f} vs prior entropy {entropy:.4f} (nats)"),
+        Verdict("prior_bias_no_worse_than_zero_bias", loss - zero_loss, 1e-3, loss - zero_loss <= 1e-3,
+                "value <= threshold", f"loss {loss:.4f} with the model's bias vs {zero_loss:.4f} with a zero bias"),
+    ]
+    result.history = {"initial_loss": [loss], "zero_bias_loss": [zero_loss], "prior_entropy": [entropy]}
+    result.model, result.seconds = model, time.monotonic() - started
+    return result
+
+
+def overfit_one_batch(context: Context) -> StageResult:
+    import keras
+
+    started = time.monotonic()
+    config = context.config
+    result = _result(
+        "overfit_one_batch",
+        f"The model can learn one fixed batch of {config.overfit_examples} images perfectly within "
+        f"{config.overfit_steps} steps (no dropout, no augmentation); judged in training mode.",
+        context,
+        model="simple_cnn",
+    )
+    count = min(config.overfit_examples, len(context.split.train_paths))
+    batch = data.make_dataset(context.split.train_paths[:count], context.split.train_labels[:count], config.image_size, count, False, config.seed)
+    images, labels = next(iter(batch))
+    model = context.build("simple_cnn", learning_rate=config.overfit_learning_rate, width=config.width, dropout=0.0)
+    losses = []
+    for _ in range(config.overfit_steps):
+        losses.append(float(model.train_on_batch(images, labels)[0]))
+    logits = model(images, training=True)
+    loss = float(model.loss(labels, logits))
+    if context.init.binary:
+        predicted = (np.asarray(logits)[:, 0] > 0).astype(int)
+    else:
+        predicted = np.asarray(logits).argmax(axis=1)
+    accuracy = float((predicted == labels.numpy()).mean())
+    result.verdicts = [
+        Verdict("training_mode_loss", loss, config.overfit_max_loss, loss <= config.overfit_max_loss, "value <= threshold",
+                f"loss on the batch in training mode after {config.overfit_steps} steps"),
+        Verdict("training_mode_accuracy", accuracy, 1.0, accuracy >= 1.0, "value >= threshold", "accuracy on the batch must be 1.0"),
+    ]
+    result.history = {"step_loss": losses}
+    result.model, result.seconds = model, time.monotonic() - started
+    return result
+
+
+def input_independence(context: Context) -> StageResult:
+    started = time.monotonic()
+    margin = chance_margin(context, context.config.independence_margin)
+    result = _result(
+        "input_independence",
+        "A model trained on the real images reaches a lower validation loss than the same model trained "
+        "on zeroed images (zeroed in the pipeline for training and validation alike).",
+        context,
+        model="simple_cnn",
+    )
+    _, real = context.baseline()
+    zero_model = context.build("simple_cnn", width=context.config.width)
+    zeroed = context.fit(zero_model, "zeroed inputs", zero_inputs=True)
+    best_real, best_zero = min(real["val_loss"]), min(zeroed["val_loss"])
+    gap = best_zero - best_real
+    result.verdicts = [
+        Verdict("real_inputs_beat_zeroed_inputs", gap, margin, gap >= margin, "value >= threshold",
+                f"best validation loss {best_real:.4f} on real images vs {best_zero:.4f} on zeroed images"),
+    ]
+    result.history = {f"real_{key}": values for key, values in real.items()} | {f"zeroed_{key}": values for key, values in zeroed.items()}
+    result.model, result.seconds = zero_model, time.monotonic() - started
+    return result
+
+
+def baseline(context: Context) -> StageResult:
+    started = time.monotonic()
+    result = _result("baseline", "The simple CNN learns: its best validation loss beats predicting the training prior.", context, model="simple_cnn")
+    model, history = context.baseline()
+    prior_loss = float(prior_validation_losses(context).mean())
+    best = min(history["val_loss"])
+    threshold = prior_loss - chance_margin(context, context.config.baseline_margin)
+    result.verdicts = [
+        Verdict("validation_loss_beats_prior", best, threshold, best <= threshold, "value <= threshold",
+                f"best validation loss {best:.4f} vs {prior_loss:.4f} for predicting the training prior"),
+    ]
+    result.history = history
+    result.model, result.seconds = model, time.monotonic() - started
+    return result
+
+
+def capacity(context: Context) -> StageResult:
+    started = time.monotonic()
+    multiplier = context.config.capacity_multiplier
+    result = _result(
+        "capacity",
+        f"A CNN with {multiplier:g}x the filters and one more layer ends with a lower training loss than the baseline.",
+        context,
+        model="wider_cnn",
+    )
+    _, base = context.baseline()
+    model = context.build("wider_cnn", width=context.config.width, multiplier=multiplier)
+    history = context.fit(model, "capacity")
+    value, threshold = history["loss"][-1], base["loss"][-1]
+    result.verdicts = [
+        Verdict("wider_model_lower_training_loss", value, threshold, value < threshold, "value < threshold",
+                f"final training loss {value:.4f} (wider) vs {threshold:.4f} (baseline)"),
+    ]
+    result.history = history | {f"baseline_{key}": values for key, values in base.items()}
+    result.model, result.seconds = model, time.monotonic() - started
+    return result
+
+
+def determinism(context: Context) -> StageResult:
+    started = time.monotonic()
+    result = _result(
+        "determinism",
+        "Training the same configuration twice gives identical weights (keras.utils.set_random_seed and op determinism).",
+        context,
+        model="simple_cnn",
+    )
+    weights = []
+    for attempt in (1, 2):
+        model = context.build("simple_cnn", width=context.config.width)
+        context.fit(model, f"determinism run {attempt}", epochs=1)
+        weights.append(model.get_weights())
+    difference = max(float(np.max(np.abs(a - b))) for a, b in zip(*weights))
+    result.verdicts = [
+        Verdict("same_seed_same_weights", difference, 0.0, difference <= 0.0, "value <= threshold",
+                "largest absolute difference between the two runs' weights"),
+    ]
+    result.model, result.seconds = model, time.monotonic() - started
+    return result
+
+
+STAGES: dict[str, Callable[[Context], StageResult]] = {
+    "init_loss": init_loss,
+    "overfit_one_batch": overfit_one_batch,
+    "input_independence": input_independence,
+    "baseline": baseline,
+    "capacity": capacity,
+    "determinism": determinism,
+}
