@@ -57,6 +57,8 @@ class ReportContext:
     version: str
     started: float  # time.monotonic() at the start of the scan
     report_rows: dict[str, list[dict]] = field(default_factory=dict)  # e.g. duplicates.csv
+    cache: dict = field(default_factory=dict)  # hits and misses of the incremental cache
+    engine: str = "local"
 
 
 @dataclass
@@ -185,6 +187,8 @@ def build_summary(collector: _Collector, context: ReportContext) -> dict:
         "root": str(context.root),
         "out": str(context.out),
         "jobs": context.jobs,
+        "engine": context.engine,
+        "cache": context.cache,
         "files": collector.files,
         "usable": collector.usable,
         "unusable": collector.files - collector.usable,

@@ -1,40 +1,36 @@
-"""The scan: walk ROOT, inspect every file in parallel, run the dataset checks, report.
+"""The scan: walk ROOT, inspect every file (cached, in parallel), run the dataset checks, report.
 
-Memory stays flat as datasets grow: files are fed to the workers in bounded batches,
+Memory stays flat as datasets grow: files are fed to the engine in bounded batches,
 each finished record is pickled to a spool file at once, and only compact columns
 (audit.table) stay in memory for the dataset checks. The report writers then stream
 the spool back.
 
-A worker that dies (a decoder crashing on hostile bytes) does not end the scan: the
-batch is retried file by file in fresh workers, and a file that kills its worker
-again becomes an `unreadable` row saying so.
+With a cache (audit.cache), unchanged files are not decoded again: each batch is looked
+up first and only the misses go to the engine (audit.engines: local processes or Dask);
+no worker even starts when nothing changed.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import pickle
-import signal
 import tempfile
 import time
-import warnings
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
 from audit import __version__, report
-from audit.checks import DATASET_CHECKS, Thresholds, check_file
+from audit.cache import DEFAULT_NAME, ScanCache
+from audit.checks import DATASET_CHECKS, Thresholds
 from audit.dataset import FileEntry, Layout, discover
-from audit.inspect import inspect_file
+from audit.engines import DaskEngine, InlineEngine, PoolEngine
 from audit.records import DatasetFinding, FileRecord, Finding
 from audit.table import ScanTable
 
 BATCH_SIZE = 2048
-CHUNK_SIZE = 64
+ENGINES = ("local", "dask")
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -74,60 +70,106 @@ def scan(
     jobs: int | None = None,
     fail_on: str = "error",
     progress: ProgressCallback | None = None,
+    cache: str | os.PathLike | bool = True,
+    engine: str = "local",
+    scheduler: str | None = None,
 ) -> ScanResult:
     """Audit ROOT (and, with `against`, a second split such as the validation set) and
-    write the reports into OUT; see README for the report contract."""
+    write the reports into OUT; see README for the report contract.
+
+    cache: True for OUT/.scan-cache.sqlite, a path for another file, False for none.
+    engine: "local" (processes on this machine) or "dask" (scheduler address, or a
+    LocalCluster when None).
+    """
     thresholds = thresholds or Thresholds()
     jobs = jobs or default_jobs()
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
     if fail_on not in ("error", "warning", "info", "never"):
         raise ValueError(f"fail_on must be one of error, warning, info, never; got {fail_on!r}")
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}; got {engine!r}")
     started = time.monotonic()
     layout = discover(root, against)
     out_path = _check_output(layout, Path(out))
     out_path.mkdir(parents=True, exist_ok=True)
+    cache_path = _cache_path(layout, out_path, cache)
 
     table = ScanTable(layout.root, layout.classes, layout.splits)
-    with tempfile.TemporaryFile(dir=out_path, prefix=".records-", suffix=".spool") as spool:
-        done = 0
-        for record in inspect_all(layout, thresholds, jobs):
-            pickle.dump(record, spool, protocol=pickle.HIGHEST_PROTOCOL)
-            table.append(record)
-            done += 1
-            if progress:
-                progress(done, layout.file_count)
-        sections, extra_findings, dataset_findings, report_rows = run_dataset_checks(table, thresholds)
-        dataset_findings = layout_findings(layout) + dataset_findings
-        spool.seek(0)
-        context = report.ReportContext(
-            root=layout.root,
-            out=out_path,
-            layout=layout,
-            thresholds=thresholds,
-            sections=sections,
-            dataset_findings=dataset_findings,
-            fail_on=fail_on,
-            jobs=jobs,
-            version=__version__,
-            started=started,
-            report_rows=report_rows,
-        )
-        written = report.write_reports(_read_spool(spool), extra_findings, context)
+    file_cache = ScanCache(cache_path, thresholds) if cache_path else None
+    runner = _engine(engine, jobs, thresholds, scheduler)
+    try:
+        with tempfile.TemporaryFile(dir=out_path, prefix=".records-", suffix=".spool") as spool:
+            done = 0
+            for record in inspect_all(layout, runner, file_cache):
+                pickle.dump(record, spool, protocol=pickle.HIGHEST_PROTOCOL)
+                table.append(record)
+                done += 1
+                if progress:
+                    progress(done, layout.file_count)
+            if file_cache is not None:
+                file_cache.finish([layout.root] + [folder.path for folder in layout.folders])
+            sections, extra_findings, dataset_findings, report_rows = run_dataset_checks(table, thresholds)
+            dataset_findings = layout_findings(layout) + dataset_findings
+            spool.seek(0)
+            context = report.ReportContext(
+                root=layout.root,
+                out=out_path,
+                layout=layout,
+                thresholds=thresholds,
+                sections=sections,
+                dataset_findings=dataset_findings,
+                fail_on=fail_on,
+                jobs=jobs,
+                version=__version__,
+                started=started,
+                report_rows=report_rows,
+                cache=_cache_summary(file_cache, cache_path),
+                engine=engine,
+            )
+            written = report.write_reports(_read_spool(spool), extra_findings, context)
+    finally:
+        runner.close()
+        if file_cache is not None:
+            file_cache.close()
     return ScanResult(layout.root, out_path, written.summary, written.files, written.error_lines)
+
+
+def _cache_path(layout: Layout, out: Path, cache) -> Path | None:
+    if cache is False or cache is None:
+        return None
+    path = out / DEFAULT_NAME if cache is True else Path(cache).expanduser().absolute()
+    _refuse_inside(layout, path, "--cache")
+    return path
+
+
+def _cache_summary(file_cache: ScanCache | None, path: Path | None) -> dict:
+    if file_cache is None:
+        return {"used": False}
+    return {"used": True, "path": str(path), "hits": file_cache.hits, "misses": file_cache.misses}
+
+
+def _engine(name: str, jobs: int, thresholds: Thresholds, scheduler: str | None):
+    if name == "dask":
+        return DaskEngine(jobs, thresholds, scheduler)
+    return PoolEngine(jobs, thresholds) if jobs > 1 else InlineEngine(thresholds)
 
 
 def _check_output(layout: Layout, out: Path) -> Path:
     out_path = out.expanduser().absolute()
-    resolved_out = out_path.resolve()
+    _refuse_inside(layout, out_path, "--out")
+    return out_path
+
+
+def _refuse_inside(layout: Layout, path: Path, option: str) -> None:
+    resolved_path = path.resolve()
     for folder in [layout.root] + [folder.path for folder in layout.folders]:
         resolved = folder.resolve()
-        if resolved_out == resolved or resolved in resolved_out.parents:
+        if resolved_path == resolved or resolved in resolved_path.parents:
             raise OutputInsideDataset(
-                f"--out {out_path} is inside the dataset ({folder}); the audit never writes into "
-                "the folders it reads. Choose a folder outside it (default: reports/<name>)."
+                f"{option} {path} is inside the dataset ({folder}); the audit never writes into "
+                "the folders it reads. Choose a place outside it (default: reports/<name>)."
             )
-    return out_path
 
 
 def _read_spool(spool) -> Iterator[FileRecord]:
@@ -175,139 +217,34 @@ def run_dataset_checks(table: ScanTable, thresholds: Thresholds):
 
 # ---------------------------------------------------------------- per-file work
 
-_worker_thresholds: Thresholds | None = None
-
-
-def _init_worker(thresholds: Thresholds) -> None:
-    global _worker_thresholds
-    _worker_thresholds = thresholds
-    # Ctrl-C is handled once, by the parent, which then stops the pool.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def inspect_entry(entry: FileEntry, thresholds: Thresholds) -> FileRecord:
-    """Inspect one file and run the per-file checks; never raises for a bad file."""
-    try:
-        facts = inspect_file(entry, thresholds.max_pixels)
-        findings = check_file(facts, thresholds)
-    except Exception as error:  # a bug of ours must not cost the user their whole scan
-        return _failed_record(entry, f"audit could not inspect it ({type(error).__name__}: {error})")
-    return FileRecord(
-        path=facts.relpath,
-        label=facts.label,
-        bytes=facts.bytes,
-        format=facts.format,
-        mode=facts.mode,
-        width=facts.width,
-        height=facts.height,
-        sha256=facts.sha256,
-        phash=facts.phash,
-        mtime_ns=facts.mtime_ns,
-        findings=findings,
-        split=entry.split,
-        phash_zoom=facts.phash_zoom,
-    )
-
-
-def _failed_record(entry: FileEntry, reason: str) -> FileRecord:
-    return FileRecord(entry.relpath, entry.label, 0, "", "", None, None, "", "", 0, (Finding("unreadable", reason),), entry.split)
-
-
-def _inspect_in_worker(entry: FileEntry) -> FileRecord:
-    return inspect_entry(entry, _worker_thresholds)
-
-
-def inspect_all(
-    layout: Layout,
-    thresholds: Thresholds,
-    jobs: int,
-    worker: Callable[[FileEntry], FileRecord] | None = None,
-) -> Iterator[FileRecord]:
+def inspect_all(layout: Layout, engine, cache: ScanCache | None = None) -> Iterator[FileRecord]:
     """Records for every file of layout, in walk order.
 
-    worker is the per-file function run in the pool (a module-level function, so the
-    workers can import it); the default inspects and checks the file. When no worker
-    process can start at all, the files are inspected in this process instead.
+    Each batch is looked up in the cache first; only the misses go to the engine, and
+    the next batch is submitted before this one is drained, so workers never idle.
     """
-    worker = worker or _inspect_in_worker
-    entries = layout.iter_files()
-    executor = _start_pool(jobs, thresholds) if jobs > 1 else None
-    if executor is None:
-        for entry in entries:
-            yield inspect_entry(entry, thresholds)
-        return
-    try:
-        batches = _batches(entries, BATCH_SIZE)
-        current = next(batches, None)
-        pending = executor.map(worker, current, chunksize=CHUNK_SIZE) if current else None
-        while current:
-            # Submit the next batch before draining this one, so workers never idle.
-            following = next(batches, None)
-            upcoming = executor.map(worker, following, chunksize=CHUNK_SIZE) if following else None
-            yielded = 0
-            try:
-                for record in pending:
-                    yield record
-                    yielded += 1
-            except BrokenProcessPool:
-                executor.shutdown(wait=False, cancel_futures=True)
-                yield from _isolate(current[yielded:], thresholds, worker)
-                executor = _start_pool(jobs, thresholds)
-                if executor is None:  # pragma: no cover - the pool worked a moment ago
-                    raise
-                upcoming = executor.map(worker, following, chunksize=CHUNK_SIZE) if following else None
-            current, pending = following, upcoming
-    finally:
-        if executor is not None:
-            executor.shutdown(wait=False, cancel_futures=True)
+    pending = None
+    for batch in _batches(layout.iter_files(), BATCH_SIZE):
+        keys = [cache.key_of(entry) for entry in batch] if cache else [None] * len(batch)
+        cached = [cache.lookup(entry, key) for entry, key in zip(batch, keys)] if cache else [None] * len(batch)
+        misses = [entry for entry, hit in zip(batch, cached) if hit is None]
+        submitted = engine.submit(misses)
+        if pending is not None:
+            yield from _drain(*pending, cache)
+        pending = (batch, keys, cached, submitted)
+    if pending is not None:
+        yield from _drain(*pending, cache)
 
 
-def _start_pool(jobs: int, thresholds: Thresholds) -> ProcessPoolExecutor | None:
-    """A worker pool that has run a trivial task, or None (with a warning) if none can start.
-
-    Without this ping, a pool that cannot start at all (e.g. a __main__ that worker
-    processes cannot re-import) would look like every file crashing its worker.
-    """
-    # forkserver: workers never inherit the threads of a host such as Streamlit.
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        context = multiprocessing.get_context("forkserver")
-        # Import the worker's modules (numpy, Pillow) once in the server, not in every worker.
-        context.set_forkserver_preload(["audit.scan"])
-    else:
-        context = multiprocessing.get_context()
-    executor = ProcessPoolExecutor(
-        max_workers=jobs,
-        mp_context=context,
-        initializer=_init_worker,
-        initargs=(thresholds,),
-    )
-    try:
-        executor.submit(os.getpid).result()
-    except BrokenProcessPool as error:
-        executor.shutdown(wait=False, cancel_futures=True)
-        warnings.warn(f"worker processes cannot start ({error}); inspecting files in this process", RuntimeWarning, stacklevel=3)
-        return None
-    return executor
-
-
-def _isolate(batch: list[FileEntry], thresholds: Thresholds, worker) -> Iterator[FileRecord]:
-    """Re-run the rest of a batch whose pool broke, one file at a time in one worker,
-    so the file that kills its worker is the one blamed, and only it."""
-    executor = _start_pool(1, thresholds)
-    try:
-        for entry in batch:
-            if executor is None:  # pragma: no cover - workers started a moment ago
-                yield inspect_entry(entry, thresholds)
-                continue
-            try:
-                yield executor.submit(worker, entry).result()
-            except BrokenProcessPool:
-                executor.shutdown(wait=False, cancel_futures=True)
-                yield _failed_record(entry, "inspecting it crashed the decoder process")
-                executor = _start_pool(1, thresholds)
-    finally:
-        if executor is not None:
-            executor.shutdown(wait=False, cancel_futures=True)
+def _drain(batch, keys, cached, submitted, cache) -> Iterator[FileRecord]:
+    for entry, key, hit in zip(batch, keys, cached):
+        if hit is not None:
+            yield hit
+            continue
+        record = next(submitted)
+        if cache is not None:
+            cache.store(entry, key, record)
+        yield record
 
 
 def _batches(items: Iterable, size: int) -> Iterator[list]:

@@ -10,6 +10,7 @@ import pytest
 
 from audit.checks import Thresholds
 from audit.dataset import discover
+from audit.engines import PoolEngine
 from audit.scan import OutputInsideDataset, inspect_all, scan
 from tests.conftest import jpeg, tree_fingerprint, write_dataset
 from tests.crashing_worker import crash_on_marked_files
@@ -135,7 +136,11 @@ def test_a_worker_crash_costs_one_row_not_the_scan(tmp_path):
     files = {f"cat/{i:02d}.jpg": jpeg(i) for i in range(40)}
     files["cat/20_crash.jpg"] = jpeg(99)
     layout = discover(write_dataset(tmp_path / "d", files))
-    records = list(inspect_all(layout, Thresholds(), 2, worker=crash_on_marked_files))
+    engine = PoolEngine(2, Thresholds(), worker=crash_on_marked_files)
+    try:
+        records = list(inspect_all(layout, engine))
+    finally:
+        engine.close()
     assert [r.path for r in records] == [e.relpath for e in layout.iter_files()]
     crashed = [r for r in records if r.findings]
     assert [(r.path, r.codes) for r in crashed] == [("cat/20_crash.jpg", ("unreadable",))]
@@ -153,3 +158,20 @@ def test_bad_options_raise_value_error(small_dataset, tmp_path):
         scan(small_dataset, tmp_path / "out", fail_on="sometimes")
     with pytest.raises(ValueError, match="min_side"):
         Thresholds(min_side=-1)
+
+
+def test_a_crash_while_later_batches_wait_costs_one_row(tmp_path, monkeypatch):
+    """Small batches: the batch queued behind the crash is resubmitted whole, in order."""
+    import audit.scan
+
+    monkeypatch.setattr(audit.scan, "BATCH_SIZE", 8)
+    files = {f"cat/{i:02d}.jpg": jpeg(i) for i in range(40)}
+    files["cat/13_crash.jpg"] = jpeg(99)
+    layout = discover(write_dataset(tmp_path / "d", files))
+    engine = PoolEngine(2, Thresholds(), worker=crash_on_marked_files)
+    try:
+        records = list(inspect_all(layout, engine))
+    finally:
+        engine.close()
+    assert [r.path for r in records] == [e.relpath for e in layout.iter_files()]
+    assert [r.path for r in records if r.findings] == ["cat/13_crash.jpg"]
