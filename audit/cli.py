@@ -87,8 +87,41 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"near duplicates: pHash Hamming distance at most BITS of 64 (default: {defaults.near_radius}, measured; "
         "tightened automatically for tiny images)",
     )
+    scan.add_argument("--cache", metavar="PATH", help="incremental cache file (default: DIR/.scan-cache.sqlite next to the reports)")
+    scan.add_argument("--no-cache", action="store_true", help="inspect every file again, and keep no cache")
+    scan.add_argument("--engine", choices=("local", "dask"), default="local", help="local processes (default) or a Dask cluster")
+    scan.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="Dask scheduler address, e.g. tcp://10.0.0.5:8786 (default with --engine dask: a local cluster)",
+    )
     scan.add_argument("--quiet", action="store_true", help="no progress bar and no per-error lines on stderr")
     scan.set_defaults(handler=run_scan)
+
+    quarantine = commands.add_parser(
+        "quarantine",
+        help="move flagged files out of the dataset, with a manifest that restores them",
+        description="Move the files a report flags (default: every file with an error) out of ROOT into a "
+        "quarantine folder, keeping their paths, and write manifest.jsonl there. Refuses (moving nothing) "
+        "when a file changed since the report or a destination exists; verifies sha256 after each move.",
+    )
+    quarantine.add_argument("report", metavar="REPORT_DIR", help="output folder of `python -m audit scan`")
+    chooser = quarantine.add_mutually_exclusive_group()
+    chooser.add_argument("--codes", help="comma-separated issue codes, e.g. truncated,label_conflict")
+    chooser.add_argument("--severity", choices=("error", "warning", "info"), help="every file at or above this severity (default: error)")
+    quarantine.add_argument("--to", metavar="DIR", help="quarantine folder (default: REPORT_DIR/quarantine-<UTC time>)")
+    quarantine.add_argument("--dry-run", action="store_true", help="list what would move; move nothing")
+    quarantine.set_defaults(handler=run_quarantine)
+
+    restore = commands.add_parser(
+        "restore",
+        help="put quarantined files back (from a manifest.jsonl)",
+        description="Move every file of a quarantine manifest back to where it was, verifying its sha256; "
+        "refuses (restoring nothing) if any original place is taken.",
+    )
+    restore.add_argument("manifest", metavar="MANIFEST", help="manifest.jsonl written by `quarantine`")
+    restore.add_argument("--dry-run", action="store_true", help="check and list; move nothing")
+    restore.set_defaults(handler=run_restore)
 
     demo = commands.add_parser(
         "demo",
@@ -119,11 +152,18 @@ def run_scan(args: argparse.Namespace) -> int:
         raise CannotRun(str(error)) from error
     if args.jobs is not None and args.jobs < 1:
         raise CannotRun(f"--jobs must be at least 1, got {args.jobs}")
+    if args.no_cache and args.cache:
+        raise CannotRun("--cache and --no-cache exclude each other")
+    if args.scheduler and args.engine != "dask":
+        raise CannotRun("--scheduler needs --engine dask")
     out = Path(args.out) if args.out else Path("reports") / (Path(args.root).resolve().name or "dataset")
     progress = None if args.quiet else Progress("scanning")
     try:
-        result = scan(args.root, out, against=args.against, thresholds=thresholds, jobs=args.jobs, fail_on=args.fail_on, progress=progress)
-    except (LayoutError, OutputInsideDataset) as error:
+        result = scan(
+            args.root, out, against=args.against, thresholds=thresholds, jobs=args.jobs, fail_on=args.fail_on,
+            progress=progress, cache=False if args.no_cache else (args.cache or True), engine=args.engine, scheduler=args.scheduler,
+        )
+    except (LayoutError, OutputInsideDataset, ImportError) as error:
         raise CannotRun(str(error)) from error
     finally:
         if progress:
@@ -143,6 +183,41 @@ def run_scan(args: argparse.Namespace) -> int:
     print(f"Reports in {result.out}: {', '.join(result.files)}")
     print(result.files["report.html"])
     return result.exit_code()
+
+
+def run_quarantine(args: argparse.Namespace) -> int:
+    from audit.quarantine import QuarantineRefused, quarantine, select
+
+    codes = [code.strip() for code in args.codes.split(",") if code.strip()] if args.codes else None
+    try:
+        rows = select(args.report, codes=codes, severity=args.severity)
+        if not rows:
+            print("No file matches: nothing to quarantine.")
+            return EXIT_CLEAN
+        manifest, moves = quarantine(args.report, [row["path"] for row in rows], destination=args.to, dry_run=args.dry_run)
+    except (QuarantineRefused, ValueError) as error:
+        raise CannotRun(str(error)) from error
+    verb = "would move" if args.dry_run else "moved"
+    for move in moves:
+        print(f"{verb}: {move.relpath} -> {move.quarantined}  [{move.codes}]")
+    print(f"{len(moves)} file(s) {verb}" + ("" if args.dry_run else f"; restore with: python -m audit restore {manifest}"))
+    if not args.dry_run:
+        print(manifest)
+    return EXIT_CLEAN
+
+
+def run_restore(args: argparse.Namespace) -> int:
+    from audit.quarantine import QuarantineRefused, restore
+
+    try:
+        moves = restore(args.manifest, dry_run=args.dry_run)
+    except (QuarantineRefused, ValueError) as error:
+        raise CannotRun(str(error)) from error
+    verb = "would restore" if args.dry_run else "restored"
+    for move in moves:
+        print(f"{verb}: {move.quarantined} -> {move.original}")
+    print(f"{len(moves)} file(s) {verb}, each verified by sha256")
+    return EXIT_CLEAN
 
 
 def run_demo(args: argparse.Namespace) -> int:

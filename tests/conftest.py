@@ -24,15 +24,23 @@ def jpeg(seed: int, width: int = 48, height: int = 40) -> bytes:
     return encode(photo_like(width, height, seed=seed), "JPEG", quality=90)
 
 
-def tree_fingerprint(root: Path) -> dict[str, tuple]:
-    """Every path under root with its type, mode, size, mtime and content hash."""
+def tree_fingerprint(root: Path, directory_times: bool = True) -> dict[str, tuple]:
+    """Every path under root with its type, mode, size, mtime and content hash.
+
+    directory_times=False leaves out folders' size and mtime, which change whenever an
+    entry leaves and comes back (quarantine + restore), while every file stays identical.
+    """
     fingerprint = {}
     for directory, folders, files in os.walk(root, followlinks=False):
         for name in sorted(folders + files):
             path = Path(directory) / name
             info = os.lstat(path)
-            digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() and not path.is_symlink() else None
-            fingerprint[str(path.relative_to(root))] = (info.st_mode, info.st_size, info.st_mtime_ns, digest)
+            is_file = path.is_file() and not path.is_symlink()
+            digest = hashlib.sha256(path.read_bytes()).hexdigest() if is_file else None
+            if is_file or directory_times:
+                fingerprint[str(path.relative_to(root))] = (info.st_mode, info.st_size, info.st_mtime_ns, digest)
+            else:
+                fingerprint[str(path.relative_to(root))] = (info.st_mode,)
     return fingerprint
 
 
