@@ -123,6 +123,41 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--dry-run", action="store_true", help="check and list; move nothing")
     restore.set_defaults(handler=run_restore)
 
+    check = commands.add_parser(
+        "check",
+        help="scheduled check: scan, validate with Great Expectations, record the outcome",
+        description="Scan ROOT (incrementally), validate the per-image and per-class tables against the suite "
+        "through a Great Expectations Checkpoint, write validation_result.json, the Data Docs site, check.html and "
+        "check.md into DIR, and append the outcome to the history. Exit 0 pass, 1 fail, 2 could not run.",
+    )
+    check.add_argument("root", metavar="ROOT", help="dataset folder")
+    check.add_argument("--suite", metavar="FILE", help="suite file (default: ./<ROOT name>.suite.json; make one with `suite init`)")
+    check.add_argument("--out", metavar="DIR", help="output folder (default: reports/<ROOT name>-check)")
+    check.add_argument("--history", metavar="PATH", default=None, help="history database (default: reports/check-history.sqlite)")
+    check.add_argument("--jobs", type=int, metavar="N", help="worker processes for the scan (default: all cores)")
+    check.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    check.set_defaults(handler=run_check_command)
+
+    suite = commands.add_parser("suite", help="manage check suites", description="Manage the suites `check` validates against.")
+    suite_commands = suite.add_subparsers(dest="suite_command", metavar="SUITE_COMMAND")
+    init = suite_commands.add_parser(
+        "init",
+        help="write a suite from the current dataset (edit it, commit it)",
+        description="Scan ROOT and write a suite it passes today, with tolerances: class set, minimum count per class, "
+        "maximum imbalance ratio, no error-severity file, no label conflict, maximum duplicate fraction, minimum "
+        "resolution, allowed formats.",
+    )
+    init.add_argument("root", metavar="ROOT", help="dataset folder")
+    init.add_argument("--out", metavar="FILE", help="suite file to write (default: ./<ROOT name>.suite.json; never overwritten)")
+    init.add_argument("--report", metavar="DIR", help="where the scan's reports go (default: reports/<ROOT name>)")
+    init.set_defaults(handler=run_suite_init)
+
+    past = commands.add_parser("history", help="the trend of past checks of a dataset", description="Print every recorded check of ROOT.")
+    past.add_argument("root", metavar="ROOT", help="dataset folder")
+    past.add_argument("--history", metavar="PATH", default=None, help="history database (default: reports/check-history.sqlite)")
+    past.add_argument("--last", type=int, metavar="N", help="only the last N checks")
+    past.set_defaults(handler=run_history)
+
     demo = commands.add_parser(
         "demo",
         help="build the demo dataset (real images from scikit-learn, with known problems injected)",
@@ -217,6 +252,73 @@ def run_restore(args: argparse.Namespace) -> int:
     for move in moves:
         print(f"{verb}: {move.quarantined} -> {move.original}")
     print(f"{len(moves)} file(s) {verb}, each verified by sha256")
+    return EXIT_CLEAN
+
+
+def _dataset_name(root: str) -> str:
+    return Path(root).resolve().name or "dataset"
+
+
+def run_check_command(args: argparse.Namespace) -> int:
+    from audit.check import DEFAULT_HISTORY, run_check
+    from audit.dataset import LayoutError
+    from audit.expectations import SuiteError
+    from audit.progress import Progress
+    from audit.scan import OutputInsideDataset
+
+    name = _dataset_name(args.root)
+    suite_path = Path(args.suite) if args.suite else Path(f"{name}.suite.json")
+    out = Path(args.out) if args.out else Path("reports") / f"{name}-check"
+    progress = None if args.quiet else Progress("scanning")
+    try:
+        result = run_check(args.root, suite_path, out, history_path=args.history or DEFAULT_HISTORY, jobs=args.jobs, progress=progress)
+    except (SuiteError, LayoutError, OutputInsideDataset) as error:
+        raise CannotRun(str(error)) from error
+    finally:
+        if progress:
+            progress.close()
+    outcome = result.outcome
+    failed = [item for item in outcome.expectations if not item.passed]
+    print(f"check {'PASSED' if result.success else 'FAILED'}: {len(outcome.expectations) - len(failed)}/{len(outcome.expectations)} expectations met")
+    for item in failed:
+        shown = f"; e.g. {', '.join(item.offending[:3])}" if item.offending else ""
+        print(f"  FAIL {item.table}: {item.type}({item.kwargs.get('column', '')}): observed {item.observed}{shown}")
+    for line in result.changes:
+        print(f"  since last check: {line}")
+    print(f"Data Docs: {outcome.data_docs}")
+    print(result.files["check.html"])
+    return result.exit_code()
+
+
+def run_suite_init(args: argparse.Namespace) -> int:
+    import json
+
+    from audit.dataset import LayoutError
+    from audit.expectations import suite_from_report
+    from audit.scan import OutputInsideDataset, scan
+
+    name = _dataset_name(args.root)
+    target = Path(args.out) if args.out else Path(f"{name}.suite.json")
+    if target.exists():
+        raise CannotRun(f"{target} exists; a suite is never overwritten (remove it or choose another --out)")
+    try:
+        scan(args.root, Path(args.report) if args.report else Path("reports") / name, fail_on="never")
+    except (LayoutError, OutputInsideDataset) as error:
+        raise CannotRun(str(error)) from error
+    suite = suite_from_report(Path(args.report) if args.report else Path("reports") / name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(suite, indent=2) + "\n")
+    count = sum(len(suite[table]["expectations"]) for table in ("files", "classes"))
+    print(f"{count} expectations written to {target}; edit the tolerances, commit it, then: python -m audit check {args.root} --suite {target}")
+    return EXIT_CLEAN
+
+
+def run_history(args: argparse.Namespace) -> int:
+    from audit import history
+    from audit.check import DEFAULT_HISTORY
+
+    root = str(Path(args.root).expanduser().absolute())
+    print(history.trend_table(history.runs(args.history or DEFAULT_HISTORY, dataset=root, limit=args.last)))
     return EXIT_CLEAN
 
 

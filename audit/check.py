@@ -1,0 +1,126 @@
+"""One scheduled check: scan (incrementally), validate with Great Expectations, record, report.
+
+Writes into OUT: the scan's reports, the Great Expectations project and its Data Docs
+site (OUT/gx-project/gx/uncommitted/data_docs/local_site/), validation_result.json, and
+check.html / check.md: the check's own summary, readable offline (Data Docs load their
+styles from CDNs). Two checks on the same OUT run one after the other (a file lock); the
+history takes concurrent writers from several OUT folders as well (SQLite transactions).
+"""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from audit import expectations, history
+from audit.scan import scan
+
+DEFAULT_HISTORY = Path("reports") / "check-history.sqlite"
+
+
+@dataclass
+class CheckResult:
+    success: bool
+    outcome: expectations.CheckOutcome
+    changes: list[str]
+    files: dict[str, Path] = field(default_factory=dict)
+    run_id: int = 0
+
+    def exit_code(self) -> int:
+        return 0 if self.success else 1
+
+
+@contextmanager
+def _exclusive(lock_path: Path):
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
+        yield
+
+
+def run_check(
+    root: str | os.PathLike,
+    suite_path: str | os.PathLike,
+    out: str | os.PathLike,
+    history_path: str | os.PathLike = DEFAULT_HISTORY,
+    jobs: int | None = None,
+    progress=None,
+) -> CheckResult:
+    """Check ROOT against the suite; SuiteError (exit 2) when the suite cannot be used."""
+    suite = expectations.load_suite(suite_path)
+    out_path = Path(out).absolute()
+    with _exclusive(out_path / ".check.lock"):
+        scanned = scan(root, out_path, jobs=jobs, fail_on="never", progress=progress)
+        outcome = expectations.run_checkpoint(out_path, suite, out_path / "gx-project")
+        summary = scanned.summary
+        run = history.Run(
+            id=0,
+            time_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            dataset=summary["root"],
+            suite=str(Path(suite_path).absolute()),
+            success=outcome.success,
+            files=summary["files"],
+            usable=summary["usable"],
+            errors=summary["severity_counts"]["error"],
+            expectations={item.key: item.passed for item in outcome.expectations},
+            state={"classes": {entry["name"]: entry["usable"] for entry in summary["classes"] if entry["files"]},
+                   "error_files": _error_files(out_path / "images.csv")},
+        )
+        earlier = history.runs(history_path, dataset=run.dataset, limit=1)
+        changed = history.changes(earlier[-1] if earlier else None, run)
+        run.id = history.append(history_path, run)
+        files = _write_summaries(out_path, outcome, changed, run, summary)
+    return CheckResult(outcome.success, outcome, changed, files, run.id)
+
+
+def _error_files(images_csv: Path) -> list[str]:
+    return [row["path"] for row in csv.DictReader(open(images_csv, encoding="utf-8", newline="")) if row["severity"] == "error"]
+
+
+_environment = Environment(loader=PackageLoader("audit", "templates"), autoescape=select_autoescape(default=True, default_for_string=True))
+
+
+def _write_summaries(out: Path, outcome, changed: list[str], run: history.Run, summary: dict) -> dict[str, Path]:
+    failed = [item for item in outcome.expectations if not item.passed]
+    docs = os.path.relpath(outcome.data_docs, out)
+    pages = [os.path.relpath(page, out) for page in outcome.validation_pages]
+    html = _environment.get_template("check.html.j2").render(
+        outcome=outcome, failed=failed, changes=changed, run=run, summary=summary, docs=docs, pages=pages
+    )
+    (out / "check.html").write_text(html, encoding="utf-8")
+    lines = [
+        f"# Dataset check: {'PASS' if outcome.success else 'FAIL'} ({Path(summary['root']).name})",
+        "",
+        f"{run.time_utc} · {summary['files']} files, {summary['usable']} usable, {summary['severity_counts']['error']} with errors · "
+        f"{len(outcome.expectations) - len(failed)}/{len(outcome.expectations)} expectations met",
+        "",
+        "## Since the previous check",
+        "",
+        *[f"- {line}" for line in changed],
+        "",
+        "## Expectations",
+        "",
+        "| result | table | expectation | column | observed | offending |",
+        "|---|---|---|---|---|---|",
+    ]
+    for item in outcome.expectations:
+        offending = ", ".join(item.offending[:5]) + (" ..." if len(item.offending) > 5 else "")
+        lines.append(
+            f"| {'pass' if item.passed else '**FAIL**'} | {item.table} | `{item.type}` | {item.kwargs.get('column', '')} | "
+            f"{_md(str(item.observed))} | {_md(offending)} |"
+        )
+    lines += ["", f"Data Docs: `{docs}` · full report: `report.html`", ""]
+    (out / "check.md").write_text("\n".join(lines), encoding="utf-8")
+    return {"check.html": out / "check.html", "check.md": out / "check.md", "validation_result.json": outcome.validation_result,
+            "data_docs": outcome.data_docs}
+
+
+def _md(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")

@@ -1,0 +1,132 @@
+"""Scheduled checks with Great Expectations: pass, each kind of degradation fails, history kept."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from audit import cli
+from tests.conftest import jpeg, write_dataset
+
+pytest.importorskip("great_expectations")
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def checked(tmp_path):
+    """A clean dataset with a suite made from it."""
+    files = {f"{label}/{label}_{index}.jpg": jpeg(100 * number + index, 80, 60)
+             for number, label in enumerate(("cat", "dog", "fox")) for index in range(8)}
+    root = write_dataset(tmp_path / "data", files)
+    suite = tmp_path / "data.suite.json"
+    assert cli.main(["suite", "init", str(root), "--out", str(suite), "--report", str(tmp_path / "init-report")]) == 0
+    return root, suite, tmp_path
+
+
+def check(root, suite, tmp_path, run: str) -> int:
+    return cli.main(["check", str(root), "--suite", str(suite), "--out", str(tmp_path / run),
+                     "--history", str(tmp_path / "history.sqlite"), "--jobs", "1", "--quiet"])
+
+
+def failed_expectations(out) -> dict[str, dict]:
+    results = json.loads((out / "validation_result.json").read_text())
+    failed = {}
+    for table, validation in results["validations"].items():
+        for item in validation["results"]:
+            if not item["success"]:
+                failed[f"{table}:{item['expectation_config']['type']}:{item['expectation_config']['kwargs'].get('column')}"] = item["result"]
+    return failed
+
+
+def test_unchanged_dataset_passes_with_everything_on_disk(checked, capsys):
+    root, suite, tmp_path = checked
+    text = json.loads(suite.read_text())
+    assert len(text["files"]["expectations"]) == 5 and len(text["classes"]["expectations"]) == 3
+    assert check(root, suite, tmp_path, "run1") == 0
+    out = tmp_path / "run1"
+    for name in ("check.html", "check.md", "validation_result.json", "report.html", "images.csv"):
+        assert (out / name).is_file(), name
+    site = out / "gx-project" / "gx" / "uncommitted" / "data_docs" / "local_site"
+    assert (site / "index.html").is_file() and list(site.glob("validations/**/*.html"))
+    assert "PASS" in (out / "check.html").read_text()
+    config = (out / "gx-project" / "gx" / "great_expectations.yml").read_text()
+    assert "analytics_enabled: false" in config
+    assert not [name for name in sys.modules if name.startswith("posthog")]  # no telemetry client loaded
+    assert "first check" in capsys.readouterr().out
+
+
+def test_truncated_file_fails_and_is_named(checked, capsys):
+    root, suite, tmp_path = checked
+    assert check(root, suite, tmp_path, "before") == 0
+    (root / "dog" / "cut.jpg").write_bytes(jpeg(7, 80, 60)[:500])
+    assert check(root, suite, tmp_path, "after") == 1
+    failed = failed_expectations(tmp_path / "after")
+    assert "files:expect_column_values_to_not_be_in_set:severity" in failed
+    assert any(entry["path"] == "dog/cut.jpg" for entry in failed["files:expect_column_values_to_not_be_in_set:severity"]["unexpected_index_list"])
+    printed = capsys.readouterr().out
+    assert "dog/cut.jpg" in printed and "new file(s) with errors" in printed
+    page = next((tmp_path / "after" / "gx-project").glob("gx/uncommitted/data_docs/local_site/validations/image_audit_files/**/*.html"))
+    text = " ".join(re.sub(r"<[^>]+>", " ", re.sub(r"<(script|style).*?</\1>", "", page.read_text(), flags=re.S)).split())
+    assert "Status: Failed" in text  # the static validation page (the index is drawn by JavaScript)
+    assert "values must not belong to this set: error" in text and "dog/cut.jpg" in text
+    check_page = (tmp_path / "after" / "check.html").read_text()
+    assert "dog/cut.jpg" in check_page and "FAIL" in check_page
+    assert "1 of 25 unexpected" in check_page  # the observed value of the failing expectation
+
+
+def test_cross_class_duplicate_fails_label_conflict(checked):
+    root, suite, tmp_path = checked
+    shutil.copy(root / "cat" / "cat_0.jpg", root / "dog" / "copied.jpg")
+    assert check(root, suite, tmp_path, "run") == 1
+    failed = failed_expectations(tmp_path / "run")
+    assert "files:expect_column_values_to_be_in_set:label_conflict" in failed
+
+
+def test_removed_class_fails_the_class_set(checked):
+    root, suite, tmp_path = checked
+    shutil.rmtree(root / "fox")
+    assert check(root, suite, tmp_path, "run") == 1
+    failed = failed_expectations(tmp_path / "run")
+    assert failed["classes:expect_column_distinct_values_to_equal_set:class"]["partial_missing_list"] == ["fox"]
+
+
+def test_history_holds_every_run(checked, capsys):
+    root, suite, tmp_path = checked
+    assert check(root, suite, tmp_path, "one") == 0
+    (root / "cat" / "empty.jpg").write_bytes(b"")
+    assert check(root, suite, tmp_path, "two") == 1
+    capsys.readouterr()
+    assert cli.main(["history", str(root), "--history", str(tmp_path / "history.sqlite")]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert len(table) == 3 and "PASS" in table[1] and "FAIL" in table[2]
+    assert "severity" in table[2]
+
+
+def test_suite_problems_exit_2(checked, capsys):
+    root, suite, tmp_path = checked
+    assert cli.main(["check", str(root), "--suite", str(tmp_path / "missing.json"), "--out", str(tmp_path / "o")]) == 2
+    assert "suite init" in capsys.readouterr().err
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"format": "something else"}')
+    assert cli.main(["check", str(root), "--suite", str(broken), "--out", str(tmp_path / "o")]) == 2
+    assert cli.main(["suite", "init", str(root), "--out", str(suite)]) == 2  # never overwritten
+
+
+def test_two_checks_at_once_both_land_in_the_history(checked):
+    root, suite, tmp_path = checked
+    history = tmp_path / "history.sqlite"
+    processes = [
+        subprocess.Popen([sys.executable, "-m", "audit", "check", str(root), "--suite", str(suite), "--out", str(tmp_path / out),
+                          "--history", str(history), "--jobs", "1", "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for out in ("parallel-a", "parallel-b", "parallel-a")  # two share an output folder, one does not
+    ]
+    assert [process.wait() for process in processes] == [0, 0, 0]
+    with sqlite3.connect(history) as connection:
+        assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert connection.execute("SELECT count(*) FROM runs").fetchone()[0] == 3
