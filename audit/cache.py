@@ -24,10 +24,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from audit import __version__
-from audit.dataset import FileEntry
+from audit.dataset import FileEntry, file_key
 from audit.records import FileRecord
 
 DEFAULT_NAME = ".scan-cache.sqlite"
+SCHEMA_VERSION = "2"  # a cache of another version is dropped and rebuilt
 COMMIT_EVERY = 256  # records per transaction
 COMMIT_SECONDS = 2.0
 SCHEMA = """
@@ -37,11 +38,18 @@ CREATE TABLE IF NOT EXISTS files (
     mtime_ns INTEGER NOT NULL,
     inode INTEGER NOT NULL,
     settings TEXT NOT NULL,
-    scan INTEGER NOT NULL,
     record BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS thumbnails (
+    path TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    inode INTEGER NOT NULL,
+    uri TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+LOOKUP_CHUNK = 500  # paths per SELECT ... IN (...)
 
 
 def settings_key(thresholds) -> str:
@@ -60,17 +68,26 @@ class ScanCache:
         self.connection = sqlite3.connect(self.path, timeout=60, isolation_level=None)
         self.connection.execute("PRAGMA journal_mode=WAL")
         self.connection.execute("PRAGMA synchronous=NORMAL")
-        self.connection.executescript(SCHEMA)
-        # Claim a scan number at once, so a scan killed later cannot share it with the next one.
-        self.connection.execute("BEGIN IMMEDIATE")
-        row = self.connection.execute("SELECT value FROM meta WHERE key = 'last_scan'").fetchone()
-        self.scan_id = (int(row[0]) if row else 0) + 1
-        self.connection.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_scan', ?)", (str(self.scan_id),))
-        self.connection.execute("COMMIT")
+        self._open_schema()
+        # Paths seen by this scan, in a temporary table: rows of files not seen are dropped at the end.
+        self.connection.execute("CREATE TEMP TABLE seen (path TEXT PRIMARY KEY)")
         self.hits = self.misses = 0
         self._pending = 0
         self._last_commit = time.monotonic()
         self.connection.execute("BEGIN")
+
+    def _open_schema(self) -> None:
+        self.connection.execute("BEGIN IMMEDIATE")
+        self.connection.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        row = self.connection.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        if row is None or row[0] != SCHEMA_VERSION:
+            self.connection.execute("DROP TABLE IF EXISTS files")
+            self.connection.execute("DROP TABLE IF EXISTS thumbnails")
+        for statement in SCHEMA.strip().split(";"):
+            if statement.strip():
+                self.connection.execute(statement)
+        self.connection.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,))
+        self.connection.execute("COMMIT")
 
     def __enter__(self) -> "ScanCache":
         return self
@@ -81,29 +98,48 @@ class ScanCache:
     @staticmethod
     def key_of(entry: FileEntry) -> tuple[int, int, int] | None:
         """(size, mtime_ns, inode) of the file, or None when it cannot be stat'ed."""
-        try:
-            info = os.stat(entry.path)
-        except OSError:
-            return None
-        return info.st_size, info.st_mtime_ns, info.st_ino
+        return file_key(entry.path)
 
-    def lookup(self, entry: FileEntry, key: tuple[int, int, int] | None) -> FileRecord | None:
-        """The cached record for an unchanged file (relabelled for this scan), else None."""
+    def lookup_many(self, entries: list[FileEntry], keys: list) -> list[FileRecord | None]:
+        """Cached records for unchanged files (relabelled for this scan), None for the others."""
+        self.connection.executemany("INSERT OR IGNORE INTO seen (path) VALUES (?)", [(entry.path,) for entry in entries])
+        rows: dict[str, tuple] = {}
+        paths = [entry.path for entry, key in zip(entries, keys) if key is not None]
+        for start in range(0, len(paths), LOOKUP_CHUNK):
+            chunk = paths[start : start + LOOKUP_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for row in self.connection.execute(
+                f"SELECT path, size, mtime_ns, inode, settings, record FROM files WHERE path IN ({marks})", chunk
+            ):
+                rows[row[0]] = row
+        found = []
+        for entry, key in zip(entries, keys):
+            row = rows.get(entry.path)
+            if key is None or row is None or tuple(row[1:4]) != key or row[4] != self.settings:
+                self.misses += 1
+                found.append(None)
+                continue
+            self.hits += 1
+            record = pickle.loads(row[5])
+            # The same file may sit under another label or split in this scan's layout.
+            if (record.path, record.label, record.split) != (entry.relpath, entry.label, entry.split):
+                record = replace(record, path=entry.relpath, label=entry.label, split=entry.split)
+            found.append(record)
+        return found
+
+    def thumbnail(self, path: str, key: tuple[int, int, int] | None) -> str | None:
+        """A cached thumbnail data URI ('' when the file had none), or None when not cached."""
         if key is None:
-            self.misses += 1
             return None
-        row = self.connection.execute(
-            "SELECT size, mtime_ns, inode, settings, record FROM files WHERE path = ?", (entry.path,)
-        ).fetchone()
-        if row is None or tuple(row[:3]) != key or row[3] != self.settings:
-            self.misses += 1
-            return None
-        self.hits += 1
-        self.connection.execute("UPDATE files SET scan = ? WHERE path = ?", (self.scan_id, entry.path))
-        self._maybe_commit()
-        record = pickle.loads(row[4])
-        # The same file may sit under another label or split in this scan's layout.
-        return replace(record, path=entry.relpath, label=entry.label, split=entry.split)
+        row = self.connection.execute("SELECT size, mtime_ns, inode, uri FROM thumbnails WHERE path = ?", (path,)).fetchone()
+        return row[3] if row is not None and tuple(row[:3]) == key else None
+
+    def store_thumbnail(self, path: str, key: tuple[int, int, int] | None, uri: str | None) -> None:
+        if key is not None:
+            self.connection.execute(
+                "INSERT OR REPLACE INTO thumbnails (path, size, mtime_ns, inode, uri) VALUES (?, ?, ?, ?, ?)", (path, *key, uri or "")
+            )
+            self._maybe_commit()
 
     def store(self, entry: FileEntry, key: tuple[int, int, int] | None, record: FileRecord) -> None:
         """Remember a freshly inspected file (not if it could not be stat'ed, or changed
@@ -111,8 +147,8 @@ class ScanCache:
         if key is None or (record.bytes, record.mtime_ns) != key[:2]:
             return
         self.connection.execute(
-            "INSERT OR REPLACE INTO files (path, size, mtime_ns, inode, settings, scan, record) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (entry.path, *key, self.settings, self.scan_id, pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL)),
+            "INSERT OR REPLACE INTO files (path, size, mtime_ns, inode, settings, record) VALUES (?, ?, ?, ?, ?, ?)",
+            (entry.path, *key, self.settings, pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL)),
         )
         self._maybe_commit()
 
@@ -129,10 +165,11 @@ class ScanCache:
         removed = 0
         for root in roots:
             prefix = str(root).rstrip(os.sep) + os.sep
-            cursor = self.connection.execute(
-                "DELETE FROM files WHERE scan != ? AND substr(path, 1, ?) = ?", (self.scan_id, len(prefix), prefix)
-            )
-            removed += cursor.rowcount
+            for table in ("files", "thumbnails"):
+                cursor = self.connection.execute(
+                    f"DELETE FROM {table} WHERE substr(path, 1, ?) = ? AND path NOT IN (SELECT path FROM seen)", (len(prefix), prefix)
+                )
+                removed += cursor.rowcount if table == "files" else 0
         self.connection.execute("COMMIT")
         self.connection.execute("BEGIN")
         return removed

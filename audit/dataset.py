@@ -100,6 +100,15 @@ def resolve(root: str | os.PathLike, relpath: str) -> str:
     return os.path.normpath(os.path.join(root, relpath))
 
 
+def file_key(path: str) -> tuple[int, int, int] | None:
+    """(size, mtime_ns, inode) of a file, what tells it unchanged; None when it cannot be stat'ed."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_size, info.st_mtime_ns, info.st_ino
+
+
 def is_clutter(name: str) -> bool:
     """OS and tool clutter that is never part of a dataset (dotfiles included)."""
     return name.startswith(".") or name in CLUTTER_NAMES

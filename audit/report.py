@@ -23,7 +23,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
 from audit import charts
-from audit.codes import CODES, DATASET_CODES, SEVERITIES, SEVERITY_RANK, at_or_above
+from audit.codes import CODES, DATASET_CODES, SEVERITIES, SEVERITY_RANK, at_or_above, worst_severity
 from audit.dataset import resolve
 from audit.records import DatasetFinding, FileRecord, merge_findings
 from audit.thumbnails import thumbnail_data_uri
@@ -59,6 +59,7 @@ class ReportContext:
     report_rows: dict[str, list[dict]] = field(default_factory=dict)  # e.g. duplicates.csv
     cache: dict = field(default_factory=dict)  # hits and misses of the incremental cache
     engine: str = "local"
+    thumbnails: object = None  # callable relpath -> data URI; default: decode each time
 
 
 @dataclass
@@ -88,12 +89,12 @@ class _Collector:
         self.error_lines: list[str] = []
         self.jfif = Counter()
 
-    def add(self, row: int, record: FileRecord) -> None:
-        severity = record.severity
+    def add(self, row: int, record: FileRecord, severity: str, codes: tuple[str, ...]) -> None:
+        usable = severity != "error"
         self.files += 1
-        self.usable += record.usable
+        self.usable += usable
         self.severity_counts[severity] += 1
-        self.code_counts.update(record.codes)
+        self.code_counts.update(codes)
         if severity in ("warning", "error"):
             self.flagged_total += 1
             if len(self.flagged) < MAX_FLAGGED_ROWS:
@@ -106,15 +107,15 @@ class _Collector:
             for finding in record.findings:
                 if finding.severity == "error":
                     self.error_lines.append(f"error: {record.path}: {finding.code}: {finding.reason}")
-        if record.usable and severity in ("ok", "info") and len(self.samples[record.label]) < self._samples_per_class:
+        if usable and severity in ("ok", "info") and len(self.samples[record.label]) < self._samples_per_class:
             self.samples[record.label].append(record)
-        if record.usable and record.width and record.height:
+        if usable and record.width and record.height:
             outlier = row in self._outlier_rows
             if outlier or row % self._point_stride == 0:
                 self.points.append((record.width, record.height, outlier))
-        would_delete = "missing_jfif_marker" in record.codes
+        would_delete = "missing_jfif_marker" in codes
         self.jfif["would_delete"] += would_delete
-        self.jfif["would_delete_usable"] += would_delete and record.usable
+        self.jfif["would_delete_usable"] += would_delete and usable
         self.jfif["errors_kept"] += (not would_delete) and severity == "error"
 
 
@@ -131,10 +132,13 @@ def write_reports(records: Iterable[FileRecord], extra_findings: dict[int, list]
         for row, record in enumerate(records):
             if row in extra_findings:
                 record = replace(record, findings=merge_findings(record.findings, extra_findings[row]))
-            images.writerow(_image_row(record))
+            # Severity and codes are derived from the findings: computed once per record here.
+            codes = record.codes
+            severity = worst_severity(codes)
+            images.writerow(_image_row(record, severity, codes))
             for finding in record.findings:
                 findings.writerow((record.path, record.label, finding.severity, finding.code, finding.reason))
-            collector.add(row, record)
+            collector.add(row, record, severity, codes)
     with _atomic(out / "duplicates.csv") as duplicates_file:
         writer = csv.DictWriter(duplicates_file, DUPLICATES_COLUMNS)
         writer.writeheader()
@@ -152,7 +156,7 @@ def write_reports(records: Iterable[FileRecord], extra_findings: dict[int, list]
     return WrittenReports(summary, {name: out / name for name in names}, collector.error_lines)
 
 
-def _image_row(record: FileRecord) -> tuple:
+def _image_row(record: FileRecord, severity: str, codes: tuple[str, ...]) -> tuple:
     return (
         record.path,
         record.label,
@@ -164,8 +168,8 @@ def _image_row(record: FileRecord) -> tuple:
         "" if record.height is None else record.height,
         record.sha256,
         record.phash,
-        record.severity,
-        ";".join(record.codes),
+        severity,
+        ";".join(codes),
         " | ".join(finding.reason for finding in record.findings),
         record.phash_zoom,
         record.mtime_ns,
@@ -235,12 +239,14 @@ def render_html(summary: dict, collector: _Collector, context: ReportContext) ->
     budget = [MAX_THUMBNAILS]
     made: dict[str, str | None] = {}
 
+    make = context.thumbnails or (lambda path: thumbnail_data_uri(resolve(context.root, path), max_pixels))
+
     def thumb_path(path: str) -> str | None:
         if path not in made:
             if budget[0] <= 0:
                 return None
             budget[0] -= 1
-            made[path] = thumbnail_data_uri(resolve(context.root, path), max_pixels)
+            made[path] = make(path)
         return made[path]
 
     def thumb(record: FileRecord) -> str | None:

@@ -28,6 +28,7 @@ from audit.dataset import FileEntry, Layout, discover
 from audit.engines import DaskEngine, InlineEngine, PoolEngine
 from audit.records import DatasetFinding, FileRecord, Finding
 from audit.table import ScanTable
+from audit.thumbnails import Thumbnailer
 
 BATCH_SIZE = 2048
 ENGINES = ("local", "dask")
@@ -125,6 +126,7 @@ def scan(
                 started=started,
                 report_rows=report_rows,
                 cache=_cache_summary(file_cache, cache_path),
+                thumbnails=Thumbnailer(layout.root, thresholds.max_pixels, file_cache),
                 engine=engine,
             )
             written = report.write_reports(_read_spool(spool), extra_findings, context)
@@ -226,7 +228,7 @@ def inspect_all(layout: Layout, engine, cache: ScanCache | None = None) -> Itera
     pending = None
     for batch in _batches(layout.iter_files(), BATCH_SIZE):
         keys = [cache.key_of(entry) for entry in batch] if cache else [None] * len(batch)
-        cached = [cache.lookup(entry, key) for entry, key in zip(batch, keys)] if cache else [None] * len(batch)
+        cached = cache.lookup_many(batch, keys) if cache else [None] * len(batch)
         misses = [entry for entry, hit in zip(batch, cached) if hit is None]
         submitted = engine.submit(misses)
         if pending is not None:

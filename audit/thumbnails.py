@@ -12,6 +12,8 @@ import warnings
 
 from PIL import Image, ImageFile
 
+from audit.dataset import file_key, resolve
+
 THUMBNAIL_SIDE = 96
 
 
@@ -35,3 +37,24 @@ def thumbnail_data_uri(path: str, max_pixels: int, side: int = THUMBNAIL_SIDE) -
     finally:
         ImageFile.LOAD_TRUNCATED_IMAGES = previous
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+class Thumbnailer:
+    """Thumbnails of report paths, kept in the scan cache so a re-scan decodes nothing new."""
+
+    def __init__(self, root, max_pixels: int, cache=None):
+        self.root = root
+        self.max_pixels = max_pixels
+        self.cache = cache
+
+    def __call__(self, relpath: str) -> str | None:
+        path = resolve(self.root, relpath)
+        key = file_key(path) if self.cache is not None else None
+        if key is not None:
+            cached = self.cache.thumbnail(path, key)
+            if cached is not None:
+                return cached or None
+        uri = thumbnail_data_uri(path, self.max_pixels)
+        if key is not None:
+            self.cache.store_thumbnail(path, key, uri)
+        return uri
