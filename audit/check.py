@@ -71,7 +71,8 @@ def run_check(
             errors=summary["severity_counts"]["error"],
             expectations={item.key: item.passed for item in outcome.expectations},
             state={"classes": {entry["name"]: entry["usable"] for entry in summary["classes"] if entry["files"]},
-                   "error_files": _error_files(out_path / "images.csv")},
+                   "error_files": _error_files(out_path / "images.csv"),
+                   "out": str(out_path)},
         )
         earlier = history.runs(history_path, dataset=run.dataset, limit=1)
         changed = history.changes(earlier[-1] if earlier else None, run)

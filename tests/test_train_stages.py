@@ -16,7 +16,7 @@ from tests.imagegen import colour_dataset
 from train import cli
 from train.data import load_examples, split_examples
 from train.recipe import run_recipe
-from train.runs import read_history
+from train.runs import read_events, read_history
 from train.config import SANITY, TrainConfig
 
 pytestmark = pytest.mark.slow
@@ -57,9 +57,13 @@ def test_every_sanity_verdict_passes_on_a_good_pipeline(good_run):
 
 
 def test_run_folders_hold_every_artefact(good_run):
-    folders = sorted(path.name for path in good_run.run_path.iterdir())
+    folders = sorted(path.name for path in good_run.run_path.iterdir() if path.is_dir())
     assert folders == [f"{index:02d}-{name}" for index, name in enumerate(SANITY, start=1)]
-    for folder in good_run.run_path.iterdir():
+    events = read_events(good_run.run_path)
+    assert events[0]["event"] == "start" and events[-1]["event"] == "done"
+    assert [e["stage"] for e in events if e["event"] == "stage_end"] == list(SANITY)
+    assert any(e["event"] == "epoch" and "val_loss" in e["metrics"] for e in events)
+    for folder in (path for path in good_run.run_path.iterdir() if path.is_dir()):
         for name in ("config.json", "history.csv", "metrics.json", "model.keras", "batch_preview.png"):
             assert (folder / name).is_file(), f"{folder.name}/{name}"
         metrics = json.loads((folder / "metrics.json").read_text())

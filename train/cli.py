@@ -77,7 +77,10 @@ def run_stages(args: argparse.Namespace) -> int:
           f"({examples.skipped_errors} left out for audit errors); split: {split.how}")
     if split.details.get("left_out_classes"):
         print(f"left out (no usable image): {', '.join(split.details['left_out_classes'])}")
-    outcome = run_recipe(split, config, names, runs_dir=args.runs_dir, run_id=args.run_id)
+    try:
+        outcome = run_recipe(split, config, names, runs_dir=args.runs_dir, run_id=args.run_id)
+    except FileExistsError as error:
+        raise CannotRun(str(error)) from error
     print(outcome.table())
     print(f"Run folder: {outcome.run_path}")
     return EXIT_FAILED if outcome.sanity_failed else EXIT_PASSED

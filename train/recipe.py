@@ -5,6 +5,7 @@ The one library call behind `python -m train run` and the app's training page.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,16 +53,27 @@ def run_recipe(
 ) -> RecipeOutcome:
     """Run stage_names in order on split; every stage's folder is written as it ends."""
     store = RunStore(runs_dir, run_id)
-    context = Context(split, config, log=log)
+    events = store.path / "events.jsonl"
+
+    def record(event: dict) -> None:
+        with open(events, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"time": time.time(), **event}) + "\n")
+
+    context = Context(split, config, log=log, on_event=record)
     context.log(f"run {store.run_id}: stages {', '.join(stage_names)}; split: {split.how}")
+    record({"event": "start", "stages": stage_names, "split": split.how})
     results = []
     for name in stage_names:
         context.log(f"--- {name}")
         started = time.monotonic()
+        record({"event": "stage_start", "stage": name})
         result = STAGES[name](context)
         result.seconds = result.seconds or time.monotonic() - started
         zeroed = name == "input_independence"  # its folder shows what the zeroed run saw
         store.write_stage(result, preview=context.preview(zero_inputs=zeroed))
         context.log(f"{name}: {'PASS' if result.passed else ('SKIPPED' if result.skipped else 'FAIL')} ({result.seconds:.1f} s)")
+        record({"event": "stage_end", "stage": name, "passed": result.passed, "skipped": result.skipped})
         results.append(result)
-    return RecipeOutcome(results, store.path)
+    outcome = RecipeOutcome(results, store.path)
+    record({"event": "done", "sanity_failed": outcome.sanity_failed})
+    return outcome

@@ -59,7 +59,8 @@ class RunStore:
         if not re.fullmatch(r"[A-Za-z0-9._-]+", self.run_id):
             raise ValueError(f"run id may hold letters, digits, '.', '_' and '-' only: {self.run_id!r}")
         self.path = Path(runs_dir) / self.run_id
-        if self.path.exists() and any(self.path.iterdir()):
+        # A folder holding only a log (the app starts runs that way) is fine; an earlier run is not.
+        if (self.path / "events.jsonl").exists() or any(self.path.glob("[0-9][0-9]-*")):
             raise FileExistsError(f"run folder {self.path} already holds a run; choose another --run-id")
         self.path.mkdir(parents=True, exist_ok=True)
         self.stages_written = 0
@@ -101,6 +102,33 @@ def write_history(path: Path, history: dict[str, list[float]]) -> None:
         writer.writerow(["epoch", *columns])
         for epoch in range(length):
             writer.writerow([epoch + 1, *(history[column][epoch] if epoch < len(history[column]) else "" for column in columns)])
+
+
+def read_events(run_path: Path) -> list[dict]:
+    """The run's progress events (events.jsonl), oldest first; [] before the first one."""
+    path = Path(run_path) / "events.jsonl"
+    if not path.is_file():
+        return []
+    events = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:
+            break  # a line being written right now
+    return events
+
+
+def list_runs(runs_dir: str | os.PathLike) -> list[Path]:
+    """Run folders under runs_dir, newest first."""
+    folder = Path(runs_dir)
+    if not folder.is_dir():
+        return []
+    return sorted((path for path in folder.iterdir() if path.is_dir()), key=lambda path: path.stat().st_mtime, reverse=True)
+
+
+def read_stage_metrics(run_path: Path) -> list[dict]:
+    """metrics.json of every stage folder of a run, in stage order."""
+    return [json.loads(path.read_text()) for path in sorted(Path(run_path).glob("[0-9][0-9]-*/metrics.json"))]
 
 
 def read_history(path: Path) -> dict[str, list[float]]:

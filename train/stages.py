@@ -33,11 +33,19 @@ from train.runs import StageResult, Verdict
 class Context:
     """The data, the prior and the shared runs a sequence of stages works on."""
 
-    def __init__(self, split: data.SplitExamples, config: TrainConfig, log: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        split: data.SplitExamples,
+        config: TrainConfig,
+        log: Callable[[str], None] | None = None,
+        on_event: Callable[[dict], None] | None = None,
+    ):
         self.split = split
         self.config = config
         self.init: PriorInit = prior_init(split.class_names, split.train_counts())
         self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+        # Structured progress (one dict per epoch), e.g. for the app's live curves.
+        self.on_event = on_event or (lambda event: None)
         self._baseline: tuple | None = None
         if config.seed is not None:
             import tensorflow as tf
@@ -71,15 +79,17 @@ class Context:
         import keras
 
         epochs = epochs or self.config.epochs
-        log = self.log
+        log, on_event = self.log, self.on_event
 
         class EpochLine(keras.callbacks.Callback):
             def on_epoch_begin(self, epoch, logs=None):
                 self.started = time.monotonic()
 
             def on_epoch_end(self, epoch, logs=None):
-                shown = "  ".join(f"{key} {value:.4f}" for key, value in (logs or {}).items())
+                metrics = {key: float(value) for key, value in (logs or {}).items()}
+                shown = "  ".join(f"{key} {value:.4f}" for key, value in metrics.items())
                 log(f"[{label}] epoch {epoch + 1}/{epochs}  {shown}  ({time.monotonic() - self.started:.1f} s)")
+                on_event({"event": "epoch", "run": label, "epoch": epoch + 1, "epochs": epochs, "metrics": metrics})
 
         train = self.dataset("train", zero_inputs)
         validation = self.dataset("val", zero_inputs)
