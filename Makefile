@@ -8,11 +8,12 @@ DEMO_OUT := reports/demo
 
 IMAGEDEDUP_VENV := bench/.venv-imagededup
 
-.PHONY: help setup setup-dev demo test test-fast bench bench-env clean
+.PHONY: help setup setup-dev browser demo test test-fast bench bench-env app clean
 
 help:
 	@echo "make demo      set up .venv, build the demo dataset from scikit-learn's images, scan it"
-	@echo "make test      set up .venv with the dev extras and run the whole test suite"
+	@echo "make test      set up .venv with the dev extras (and Debian's chromium) and run the whole test suite"
+	@echo "make app       set up and start the Streamlit app (streamlit run app.py)"
 	@echo "make bench     print the benchmark figures (bench/): scan throughput, search time, duplicate quality"
 	@echo "make bench-env build bench/.venv-imagededup (imagededup + torch) for the comparison in make bench"
 	@echo "make clean     remove .venv, demo/ and generated reports"
@@ -31,7 +32,15 @@ $(VENV)/.stamp-dev: pyproject.toml | $(BIN)/python
 	touch $@
 
 setup: $(VENV)/.stamp-demo
-setup-dev: $(VENV)/.stamp-dev
+setup-dev: $(VENV)/.stamp-dev browser
+
+# Debian's Chromium for the app's end-to-end test: Playwright drives it by path and never
+# downloads a browser. Installed with apt as root (or through sudo); elsewhere the test skips.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "note: chromium is not installed and cannot be (no root): the browser test will be skipped"; fi; }
 
 demo: setup
 	rm -rf $(DEMO_ROOT)
@@ -41,6 +50,9 @@ demo: setup
 
 test: setup-dev
 	$(BIN)/python -m pytest
+
+app: $(VENV)/.stamp-dev
+	$(BIN)/python -m streamlit run app.py
 
 test-fast: setup-dev
 	$(BIN)/python -m pytest -m "not slow"
