@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
+
+# Before any test module imports TensorFlow: see train/__init__.py (oneDNN heap corruption).
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+import hashlib
 from pathlib import Path
 
 import pytest

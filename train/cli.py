@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 import traceback
+from pathlib import Path
 
 EXIT_PASSED, EXIT_FAILED, EXIT_CANNOT_RUN, EXIT_UNEXPECTED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -19,7 +20,7 @@ class CannotRun(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from train.config import SANITY, STAGE_NAMES, TrainConfig
+    from train.config import PRESETS, SANITY, STAGE_NAMES, TrainConfig
 
     defaults = TrainConfig()
     parser = argparse.ArgumentParser(prog="python -m train", description="Train on an audited dataset, stage by stage, with verdicts.")
@@ -31,11 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
         f"ends with verdicts. Stages: {', '.join(STAGE_NAMES)}. 'sanity' = {', '.join(SANITY)}.",
     )
     run.add_argument("root", metavar="ROOT", help="the dataset folder the report was made from")
-    run.add_argument("--report", required=True, metavar="REPORT_DIR", help="output folder of `python -m audit scan ROOT`")
-    run.add_argument("--stages", default="sanity", help="sanity, all, or a comma-separated list (default: sanity)")
-    run.add_argument("--image-size", type=int, default=defaults.image_size, help=f"square input side in pixels (default: {defaults.image_size})")
-    run.add_argument("--batch-size", type=int, default=defaults.batch_size, help=f"default: {defaults.batch_size}")
-    run.add_argument("--epochs", type=int, default=defaults.epochs, help=f"epochs per training run (default: {defaults.epochs})")
+    run.add_argument("--report", metavar="REPORT_DIR", help="output folder of `python -m audit scan ROOT` (default: reports/<ROOT name>)")
+    run.add_argument("--stages", help="sanity, all, or a comma-separated list (default: sanity; all with --preset)")
+    run.add_argument("--preset", choices=tuple(PRESETS), help="whole-recipe settings: cpu-small (the demo on 2 CPU cores), full (the seed's sizes, for a GPU)")
+    run.add_argument("--weights", metavar="PATH", help="local MobileNetV2 no-top weights for the pretrained stage (skipped without)")
+    run.add_argument("--image-size", type=int, help=f"square input side in pixels (default: {defaults.image_size}, or the preset's)")
+    run.add_argument("--batch-size", type=int, help=f"default: {defaults.batch_size}, or the preset's")
+    run.add_argument("--epochs", type=int, help=f"epochs per training run (default: {defaults.epochs}, or the preset's)")
     run.add_argument("--seed", type=int, default=defaults.seed, help=f"seed for the split, the weights and the batches (default: {defaults.seed})")
     run.add_argument("--learning-rate", type=float, default=defaults.learning_rate, help=f"Adam learning rate (default: {defaults.learning_rate:g})")
     run.add_argument("--validation-fraction", type=float, default=0.2, help="validation share when the dataset has no split folders (default: 0.2)")
@@ -43,6 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--runs-dir", default="runs", help="where run folders go (default: runs/)")
     run.add_argument("--run-id", help="name of this run's folder (default: a UTC timestamp)")
     run.set_defaults(handler=run_stages)
+    report = commands.add_parser(
+        "report",
+        help="rebuild a run's ablation report (ablation.csv, ablation.md, ablation.png)",
+        description="Rebuild ablation.csv, ablation.md and the four-panel ablation.png from a run folder's stages.",
+    )
+    report.add_argument("run", metavar="RUN_DIR", help="a folder runs/<run-id>")
+    report.set_defaults(handler=rebuild_report)
     return parser
 
 
@@ -63,13 +73,17 @@ def run_stages(args: argparse.Namespace) -> int:
     from train.data import ReportError, load_examples, split_examples
     from train.recipe import run_recipe
 
-    names = select_stages(args.stages)
+    from train.config import PRESETS
+
+    names = select_stages(args.stages or ("all" if args.preset else "sanity"))
+    settings = dict(PRESETS.get(args.preset, {}))
+    for option in ("image_size", "batch_size", "epochs"):
+        if getattr(args, option) is not None:
+            settings[option] = getattr(args, option)
+    report_dir = args.report or str(Path("reports") / (Path(args.root).resolve().name or "dataset"))
     try:
-        config = TrainConfig(
-            image_size=args.image_size, batch_size=args.batch_size, epochs=args.epochs, seed=args.seed,
-            learning_rate=args.learning_rate, bias=args.bias,
-        )
-        examples = load_examples(args.report, root=args.root)
+        config = TrainConfig(**settings, seed=args.seed, learning_rate=args.learning_rate, bias=args.bias, weights=args.weights)
+        examples = load_examples(report_dir, root=args.root)
         split = split_examples(examples, args.validation_fraction, args.seed)
     except (ReportError, ValueError) as error:
         raise CannotRun(str(error)) from error
@@ -82,8 +96,23 @@ def run_stages(args: argparse.Namespace) -> int:
     except FileExistsError as error:
         raise CannotRun(str(error)) from error
     print(outcome.table())
+    if outcome.report:
+        print(outcome.report["ablation.md"].read_text(), end="")
+        print(f"Ablation report: {outcome.report['ablation.md']}, figure: {outcome.report['ablation.png']}")
     print(f"Run folder: {outcome.run_path}")
     return EXIT_FAILED if outcome.sanity_failed else EXIT_PASSED
+
+
+def rebuild_report(args: argparse.Namespace) -> int:
+    from train.ablation import write_report
+
+    run = Path(args.run)
+    if not any(run.glob("[0-9][0-9]-*/metrics.json")):
+        raise CannotRun(f"{run} holds no stage folder (runs/<run-id>/<NN-stage>/metrics.json)")
+    paths = write_report(run)
+    print(paths["ablation.md"].read_text(), end="")
+    print(f"Written: {', '.join(str(path) for path in paths.values())}")
+    return EXIT_PASSED
 
 
 def main(argv: list[str] | None = None) -> int:

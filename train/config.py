@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# The sanity stages, in the order they run (train.stages implements them).
+# The sanity stages, in the order they run (train.stages implements them); a failed
+# sanity verdict makes `python -m train run` exit 1.
 SANITY = ("init_loss", "overfit_one_batch", "input_independence", "baseline", "capacity", "determinism")
-STAGE_NAMES = SANITY
+# The recipe after the sanity checks (train.ablation): each builds on an earlier stage.
+ABLATION = ("xception", "augment", "dropout", "pretrained", "smaller_input", "smaller_batch", "early_stopping", "bigger_model")
+EXTRAS = ("tuning", "ensemble")
+STAGE_NAMES = SANITY + ABLATION + EXTRAS
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,24 @@ class TrainConfig:
     # validation loss when the validation set is small (see chance_margin).
     independence_margin: float = 0.02
     baseline_margin: float = 0.02
+    # The ablation (train.ablation)
+    xception_learning_rate: float = 3e-4  # constant, as in the seed
+    xception_sizes: tuple[int, ...] = (32, 64, 128)
+    xception_final: int = 256
+    bigger_sizes: tuple[int, ...] = (64, 128, 256, 512)
+    bigger_final: int = 728
+    dropout: float = 0.5
+    augment_rotation: float = 0.1  # fraction of a full turn
+    augment_zoom: float = 0.1
+    augment_crop: float = 0.875  # random crop to this share of the side, resized back
+    smaller_input_factor: float = 0.5
+    smaller_batch_factor: float = 0.25
+    early_stopping_patience: int = 3
+    reduce_lr_patience: int = 2
+    weights: str | None = None  # local MobileNetV2 no-top weights for the pretrained stage
+    tuning_trials: int = 4
+    tuning_epochs: int = 3
+    ensemble_size: int = 3
 
     def __post_init__(self) -> None:
         if self.image_size < 8 or self.batch_size < 1 or self.epochs < 1:
@@ -38,3 +60,15 @@ class TrainConfig:
             raise ValueError(f"bias must be 'prior' or 'zero', got {self.bias!r}")
         if self.learning_rate <= 0 or self.capacity_multiplier <= 0:
             raise ValueError("learning_rate and capacity_multiplier must be positive")
+
+
+# `--preset`: whole-recipe settings. cpu-small runs everything on the demo dataset on two
+# CPU cores (bench/train_cpu_small.py measures it); full uses the seed's sizes, for a GPU.
+PRESETS = {
+    "cpu-small": dict(image_size=32, batch_size=32, epochs=6, tuning_trials=4, tuning_epochs=3, ensemble_size=3),
+    "full": dict(
+        image_size=180, batch_size=128, epochs=25, xception_sizes=(128, 256, 512), xception_final=1024,
+        bigger_sizes=(128, 256, 512, 728), bigger_final=1024, early_stopping_patience=5, tuning_trials=20,
+        tuning_epochs=10, ensemble_size=5,
+    ),
+}

@@ -216,11 +216,16 @@ def make_dataset(
     shuffle: bool,
     seed: int | None,
     zero_inputs: bool = False,
+    augment=None,
+    cache: bool = True,
 ):
     """A batched tf.data pipeline of (float32 images in 0..255, int labels).
 
     zero_inputs replaces every image by zeros, for training and validation alike: the
     input-independence baseline (a Dropout on the input would be off at evaluation).
+    augment: Keras preprocessing layers applied to each batch in the tf.data map (on the
+    CPU, after the cache, so every epoch sees new variations); training data only.
+    cache: keep decoded images in memory across epochs (off for a pipeline read once).
     """
     import tensorflow as tf
 
@@ -235,7 +240,12 @@ def make_dataset(
         return image, label
 
     dataset = tf.data.Dataset.from_tensor_slices((list(paths), np.asarray(labels, dtype=np.int32)))
-    dataset = dataset.map(load, num_parallel_calls=autotune, deterministic=True).cache()
+    dataset = dataset.map(load, num_parallel_calls=autotune, deterministic=True)
+    if cache:
+        dataset = dataset.cache()
     if shuffle:
         dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
-    return dataset.batch(batch_size).prefetch(autotune)
+    dataset = dataset.batch(batch_size)
+    if augment is not None:
+        dataset = dataset.map(lambda images, labels: (augment(images, training=True), labels), num_parallel_calls=autotune)
+    return dataset.prefetch(autotune)

@@ -26,9 +26,11 @@ from keras import layers  # noqa: E402
 from train.bias import PriorInit  # noqa: E402
 
 
-def _head(features, init: PriorInit, bias: str = "prior", dropout: float = 0.0):
+def _head(features, init: PriorInit, bias: str = "prior", dropout: float = 0.0, seed: int | None = None):
     if dropout:
-        features = layers.Dropout(dropout, name="head_dropout")(features)
+        # An explicit seed: otherwise creating the layer draws from Keras's global RNG, and the
+        # head after it would start from other weights than in the same model without dropout.
+        features = layers.Dropout(dropout, seed=seed, name="head_dropout")(features)
     values = init.bias if bias == "prior" else (0.0,) * len(init.bias)
     return layers.Dense(
         len(values),
@@ -38,17 +40,19 @@ def _head(features, init: PriorInit, bias: str = "prior", dropout: float = 0.0):
     )(features)
 
 
-def simple_cnn(input_shape, init: PriorInit, width: int = 32, dropout: float = 0.0, bias: str = "prior") -> keras.Model:
+def simple_cnn(input_shape, init: PriorInit, width: int = 32, dropout: float = 0.0, bias: str = "prior", seed: int | None = None) -> keras.Model:
     """The seed's baseline: two strided convolutions, global pooling, a dense head."""
     inputs = keras.Input(shape=input_shape, name="image")
     x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
     x = layers.Conv2D(width, 3, strides=2, padding="same", activation="relu", name="conv1")(x)
     x = layers.Conv2D(2 * width, 3, strides=2, padding="same", activation="relu", name="conv2")(x)
     x = layers.GlobalAveragePooling2D(name="pool")(x)
-    return keras.Model(inputs, _head(x, init, bias, dropout), name="simple_cnn")
+    return keras.Model(inputs, _head(x, init, bias, dropout, seed), name="simple_cnn")
 
 
-def wider_cnn(input_shape, init: PriorInit, width: int = 32, multiplier: float = 4.0, dropout: float = 0.0, bias: str = "prior") -> keras.Model:
+def wider_cnn(
+    input_shape, init: PriorInit, width: int = 32, multiplier: float = 4.0, dropout: float = 0.0, bias: str = "prior", seed: int | None = None
+) -> keras.Model:
     """More capacity: the baseline's layout, `multiplier` times the filters, one more conv."""
     inputs = keras.Input(shape=input_shape, name="image")
     x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
@@ -57,7 +61,7 @@ def wider_cnn(input_shape, init: PriorInit, width: int = 32, multiplier: float =
     x = layers.Conv2D(2 * wide, 3, strides=2, padding="same", activation="relu", name="conv2")(x)
     x = layers.Conv2D(2 * wide, 3, padding="same", activation="relu", name="conv3")(x)
     x = layers.GlobalAveragePooling2D(name="pool")(x)
-    return keras.Model(inputs, _head(x, init, bias, dropout), name=f"wider_cnn_x{multiplier:g}")
+    return keras.Model(inputs, _head(x, init, bias, dropout, seed), name=f"wider_cnn_x{multiplier:g}")
 
 
 def small_xception(
@@ -68,6 +72,7 @@ def small_xception(
     dropout: float = 0.0,
     bias: str = "prior",
     name: str = "small_xception",
+    seed: int | None = None,
 ) -> keras.Model:
     """Residual separable-convolution blocks (the Keras "image classification from scratch" model)."""
     inputs = keras.Input(shape=input_shape, name="image")
@@ -91,19 +96,21 @@ def small_xception(
     x = layers.BatchNormalization()(x)
     x = layers.Activation("relu")(x)
     x = layers.GlobalAveragePooling2D()(x)
-    return keras.Model(inputs, _head(x, init, bias, dropout), name=name)
+    return keras.Model(inputs, _head(x, init, bias, dropout, seed), name=name)
 
 
-def bigger_xception(input_shape, init: PriorInit, dropout: float = 0.0, bias: str = "prior") -> keras.Model:
+def bigger_xception(input_shape, init: PriorInit, dropout: float = 0.0, bias: str = "prior", seed: int | None = None) -> keras.Model:
     """The seed's full-size variant: more blocks, more filters."""
-    return small_xception(input_shape, init, sizes=(64, 128, 256, 512), final=728, dropout=dropout, bias=bias, name="bigger_xception")
+    return small_xception(input_shape, init, sizes=(64, 128, 256, 512), final=728, dropout=dropout, bias=bias, name="bigger_xception", seed=seed)
 
 
 class WeightsFileMissing(FileNotFoundError):
     """The pretrained backbone needs a local weights file; nothing is ever downloaded."""
 
 
-def pretrained(input_shape, init: PriorInit, weights_path: str | os.PathLike | None = None, dropout: float = 0.2, bias: str = "prior") -> keras.Model:
+def pretrained(
+    input_shape, init: PriorInit, weights_path: str | os.PathLike | None = None, dropout: float = 0.2, bias: str = "prior", seed: int | None = None
+) -> keras.Model:
     """A frozen MobileNetV2 backbone from a local weights file, with a new head.
 
     The file is the Keras no-top MobileNetV2 weights (e.g.
@@ -123,7 +130,34 @@ def pretrained(input_shape, init: PriorInit, weights_path: str | os.PathLike | N
     backbone.trainable = False
     x = backbone(x, training=False)
     x = layers.GlobalAveragePooling2D(name="pool")(x)
-    return keras.Model(inputs, _head(x, init, bias, dropout), name="pretrained_mobilenet_v2")
+    return keras.Model(inputs, _head(x, init, bias, dropout, seed), name="pretrained_mobilenet_v2")
+
+
+def augmentation(image_size: int, rotation: float, zoom: float, crop: float, seed: int | None) -> keras.Sequential:
+    """Random flip, rotation, zoom and crop (resized back), as Keras 3 preprocessing layers."""
+    side = max(1, round(image_size * crop))
+    return keras.Sequential(
+        [
+            layers.RandomFlip("horizontal", seed=seed),
+            layers.RandomRotation(rotation, seed=seed),
+            layers.RandomZoom(zoom, seed=seed),
+            layers.RandomCrop(side, side, seed=seed),
+            layers.Resizing(image_size, image_size),
+        ],
+        name="augmentation",
+    )
+
+
+def first_conv_kernel(model: keras.Model):
+    """The kernel of the first 2-D convolution (searched inside nested models), or None."""
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            found = first_conv_kernel(layer)
+            if found is not None:
+                return found
+        elif isinstance(layer, layers.Conv2D) and not isinstance(layer, (layers.SeparableConv2D, layers.DepthwiseConv2D)):
+            return layer.get_weights()[0]
+    return None
 
 
 MODELS = {

@@ -13,8 +13,17 @@ from pathlib import Path
 
 from train.data import SplitExamples
 from train.runs import RunStore, StageResult
-from train.config import SANITY, TrainConfig
+from train import ablation
+from train.config import ABLATION, SANITY, TrainConfig
 from train.stages import STAGES, Context
+
+# Every stage of the recipe, by name (train.config.STAGE_NAMES lists them without TensorFlow).
+ALL_STAGES = {
+    **STAGES,
+    **{name: ablation.chain_stage(name) for name in ABLATION},
+    "tuning": ablation.tuning,
+    "ensemble": ablation.ensemble,
+}
 
 
 @dataclass
@@ -23,7 +32,7 @@ class RecipeOutcome:
 
     results: list[StageResult]
     run_path: Path
-
+    report: dict[str, Path] | None = None  # ablation.csv, ablation.md, ablation.png
     @property
     def sanity_failed(self) -> bool:
         return any(not result.passed and result.skipped is None for result in self.results if result.name in SANITY)
@@ -67,13 +76,16 @@ def run_recipe(
         context.log(f"--- {name}")
         started = time.monotonic()
         record({"event": "stage_start", "stage": name})
-        result = STAGES[name](context)
+        result = ALL_STAGES[name](context)
         result.seconds = result.seconds or time.monotonic() - started
         zeroed = name == "input_independence"  # its folder shows what the zeroed run saw
-        store.write_stage(result, preview=context.preview(zero_inputs=zeroed))
+        folder = store.write_stage(result, preview=context.preview(zero_inputs=zeroed))
+        ablation.write_extras(folder, result, context)
         context.log(f"{name}: {'PASS' if result.passed else ('SKIPPED' if result.skipped else 'FAIL')} ({result.seconds:.1f} s)")
         record({"event": "stage_end", "stage": name, "passed": result.passed, "skipped": result.skipped})
         results.append(result)
     outcome = RecipeOutcome(results, store.path)
+    if any(name not in SANITY for name in stage_names) or "baseline" in stage_names:
+        outcome.report = ablation.write_report(store.path)
     record({"event": "done", "sanity_failed": outcome.sanity_failed})
     return outcome

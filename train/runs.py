@@ -44,6 +44,8 @@ class StageResult:
     seconds: float = 0.0
     skipped: str | None = None  # the reason, when the stage could not run
     model: object = None  # keras.Model, not serialised in metrics.json
+    summary: dict = field(default_factory=dict)  # the run's figures (metrics.json "summary")
+    extras: dict = field(default_factory=dict)  # artefacts written beside it (predictions, tables)
 
     @property
     def passed(self) -> bool:
@@ -78,6 +80,7 @@ class RunStore:
             "skipped": result.skipped,
             "seconds": round(result.seconds, 2),
             "verdicts": [_finite(asdict(verdict)) for verdict in result.verdicts],
+            "summary": _finite(result.summary),
         }
         (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         write_history(folder / "history.csv", result.history)
@@ -86,6 +89,24 @@ class RunStore:
         if preview is not None:
             save_batch_preview(folder / "batch_preview.png", *preview)
         return folder
+
+
+def run_summary(spec: dict, history: dict[str, list[float]], seconds: float) -> dict:
+    """The figures a training run is compared by (metrics.json "summary", ablation.csv)."""
+    best = int(np.argmin(history["val_loss"]))
+    missing = [float("nan")] * len(history["val_loss"])
+    return {
+        **spec,
+        "epochs_run": len(history["loss"]),
+        "best_epoch": best + 1,
+        "best_val_loss": history["val_loss"][best],
+        "best_val_accuracy": history.get("val_accuracy", missing)[best],
+        "final_loss": history["loss"][-1],
+        "final_accuracy": history.get("accuracy", missing)[-1],
+        "final_val_loss": history["val_loss"][-1],
+        "final_val_accuracy": history.get("val_accuracy", missing)[-1],
+        "train_seconds": round(seconds, 1),
+    }
 
 
 def _finite(row: dict) -> dict:

@@ -27,7 +27,7 @@ import numpy as np
 from train import data, models
 from train.bias import PriorInit, prior_init
 from train.config import TrainConfig
-from train.runs import StageResult, Verdict
+from train.runs import StageResult, Verdict, run_summary
 
 
 class Context:
@@ -63,18 +63,44 @@ class Context:
 
             keras.utils.set_random_seed(self.config.seed)
 
-    def dataset(self, part: str, zero_inputs: bool = False, shuffle: bool | None = None):
+    def dataset(
+        self,
+        part: str,
+        zero_inputs: bool = False,
+        shuffle: bool | None = None,
+        image_size: int | None = None,
+        batch_size: int | None = None,
+        augment: bool = False,
+        cache: bool = True,
+    ):
+        """A fresh pipeline (so the same seed gives the same batches); augmentation on training only."""
         paths, labels = (self.split.train_paths, self.split.train_labels) if part == "train" else (self.split.val_paths, self.split.val_labels)
         shuffle = part == "train" if shuffle is None else shuffle
-        return data.make_dataset(paths, labels, self.config.image_size, self.config.batch_size, shuffle, self.config.seed, zero_inputs)
+        size = image_size or self.config.image_size
+        layers = None
+        if augment and part == "train":
+            config = self.config
+            layers = models.augmentation(size, config.augment_rotation, config.augment_zoom, config.augment_crop, config.seed)
+        return data.make_dataset(paths, labels, size, batch_size or self.config.batch_size, shuffle, self.config.seed, zero_inputs, layers, cache)
 
-    def build(self, name: str, learning_rate: float | None = None, **options):
+    def build(self, name: str, learning_rate: float | None = None, image_size: int | None = None, **options):
         """A compiled model, built right after reseeding (same seed, same initial weights)."""
         self.seed()
-        model = models.MODELS[name](self.input_shape, self.init, bias=self.config.bias, **options)
+        size = image_size or self.config.image_size
+        model = models.MODELS[name]((size, size, 3), self.init, bias=self.config.bias, seed=self.config.seed, **options)
         return models.compile_model(model, self.init, learning_rate or self.config.learning_rate)
 
-    def fit(self, model, label: str, zero_inputs: bool = False, epochs: int | None = None) -> dict[str, list[float]]:
+    def fit(
+        self,
+        model,
+        label: str,
+        zero_inputs: bool = False,
+        epochs: int | None = None,
+        image_size: int | None = None,
+        batch_size: int | None = None,
+        augment: bool = False,
+        callbacks: tuple = (),
+    ) -> dict[str, list[float]]:
         """Train with validation_data; one progress line per epoch; returns the history."""
         import keras
 
@@ -91,11 +117,13 @@ class Context:
                 log(f"[{label}] epoch {epoch + 1}/{epochs}  {shown}  ({time.monotonic() - self.started:.1f} s)")
                 on_event({"event": "epoch", "run": label, "epoch": epoch + 1, "epochs": epochs, "metrics": metrics})
 
-        train = self.dataset("train", zero_inputs)
-        validation = self.dataset("val", zero_inputs)
+        train = self.dataset("train", zero_inputs, image_size=image_size, batch_size=batch_size, augment=augment)
+        validation = self.dataset("val", zero_inputs, image_size=image_size, batch_size=batch_size)
         self.seed()
         # shuffle=False: the pipeline already shuffles, with the seed.
-        history = model.fit(train, validation_data=validation, epochs=epochs, shuffle=False, verbose=0, callbacks=[EpochLine()])
+        history = model.fit(
+            train, validation_data=validation, epochs=epochs, shuffle=False, verbose=0, callbacks=[*callbacks, EpochLine()]
+        )
         return {key: [float(value) for value in values] for key, values in history.history.items()}
 
     def baseline(self):
@@ -107,7 +135,7 @@ class Context:
 
     def preview(self, part: str = "train", zero_inputs: bool = False):
         """The first batch as it enters the network, for batch_preview.png."""
-        images, labels = next(iter(self.dataset(part, zero_inputs, shuffle=False)))
+        images, labels = next(iter(self.dataset(part, zero_inputs, shuffle=False, cache=False)))
         return images.numpy(), labels.numpy(), self.split.class_names
 
 
@@ -172,7 +200,8 @@ def overfit_one_batch(context: Context) -> StageResult:
         model="simple_cnn",
     )
     count = min(config.overfit_examples, len(context.split.train_paths))
-    batch = data.make_dataset(context.split.train_paths[:count], context.split.train_labels[:count], config.image_size, count, False, config.seed)
+    batch = data.make_dataset(context.split.train_paths[:count], context.split.train_labels[:count], config.image_size, count, False,
+                              config.seed, cache=False)
     images, labels = next(iter(batch))
     model = context.build("simple_cnn", learning_rate=config.overfit_learning_rate, width=config.width, dropout=0.0)
     losses = []
@@ -231,6 +260,9 @@ def baseline(context: Context) -> StageResult:
                 f"best validation loss {best:.4f} vs {prior_loss:.4f} for predicting the training prior"),
     ]
     result.history = history
+    spec = {"model": "simple_cnn", "options": {"width": context.config.width}, "learning_rate": context.config.learning_rate,
+            "image_size": context.config.image_size, "batch_size": context.config.batch_size, "augment": False, "early_stopping": False}
+    result.summary = run_summary(spec, history, time.monotonic() - started)
     result.model, result.seconds = model, time.monotonic() - started
     return result
 

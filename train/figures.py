@@ -1,0 +1,75 @@
+"""Figures of a run: the four-panel comparison, prediction dynamics, first-layer filters.
+
+matplotlib with the Agg backend (no display needed); every function writes one PNG.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+PANELS = (("accuracy", "training accuracy"), ("loss", "training loss"), ("val_accuracy", "validation accuracy"), ("val_loss", "validation loss"))
+
+
+def four_panel(histories: dict[str, dict[str, list[float]]], path: Path) -> Path:
+    """Training/validation accuracy and loss of every run, one line per run (the seed's figure)."""
+    figure, axes = plt.subplots(2, 2, figsize=(12, 8), constrained_layout=True)
+    for axis, (key, title) in zip(axes.ravel(), PANELS):
+        for name, history in histories.items():
+            values = history.get(key)
+            if values:
+                axis.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=name)
+        axis.set_title(title)
+        axis.set_xlabel("epoch")
+        axis.grid(alpha=0.3)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    if handles:
+        figure.legend(handles, labels, loc="outside right center", fontsize=8)
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path
+
+
+def prediction_dynamics(probabilities: np.ndarray, labels: np.ndarray, class_names, path: Path) -> Path:
+    """How the probability of each example's true class moves, epoch after epoch.
+
+    probabilities: (epochs, examples, classes); labels: (examples,).
+    """
+    epochs = np.arange(1, probabilities.shape[0] + 1)
+    true_class = probabilities[:, np.arange(len(labels)), labels]
+    figure, axis = plt.subplots(figsize=(8, 5), constrained_layout=True)
+    for index in range(true_class.shape[1]):
+        axis.plot(epochs, true_class[:, index], color=plt.cm.tab10(int(labels[index]) % 10), alpha=0.6)
+    axis.axhline(1 / probabilities.shape[2], color="grey", linestyle="--", linewidth=1)
+    axis.set_ylim(0, 1)
+    axis.set_xlabel("epoch")
+    axis.set_ylabel("probability of the true class")
+    axis.set_title(f"Predictions on one fixed validation batch ({len(labels)} images; colour = class)")
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path
+
+
+def first_layer_filters(kernel: np.ndarray, path: Path, columns: int = 8) -> Path:
+    """The first convolution's filters as small images (each scaled to its own range)."""
+    kernel = np.asarray(kernel, dtype=np.float32)  # (height, width, channels in, filters)
+    count = kernel.shape[-1]
+    rows = int(np.ceil(count / columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(columns * 0.9, rows * 0.9), squeeze=False)
+    for index, axis in enumerate(axes.ravel()):
+        axis.axis("off")
+        if index >= count:
+            continue
+        tile = kernel[..., index]
+        tile = tile[..., :3] if tile.shape[-1] >= 3 else np.repeat(tile[..., :1], 3, axis=-1)
+        low, high = tile.min(), tile.max()
+        axis.imshow((tile - low) / (high - low) if high > low else np.zeros_like(tile), interpolation="nearest")
+    figure.suptitle(f"First-layer filters ({count})")
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path
