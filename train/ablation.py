@@ -69,7 +69,8 @@ def _chain(config) -> dict:
         "xception": ("baseline", f"small Xception, Adam {config.xception_learning_rate:g} constant",
                      "A small Xception (residual separable convolutions) reaches a lower best validation loss than the simple CNN.",
                      lambda spec: replace(spec, model="small_xception", learning_rate=config.xception_learning_rate,
-                                          options={"sizes": config.xception_sizes, "final": config.xception_final})),
+                                          options={"sizes": config.xception_sizes, "final": config.xception_final,
+                                                   "batchnorm_momentum": config.batchnorm_momentum})),
         "augment": ("xception", "random flip, rotation, zoom and crop (tf.data, CPU)",
                     "Augmentation regularises: the best validation loss drops below the unaugmented Xception's.",
                     lambda spec: replace(spec, augment=True)),
@@ -228,7 +229,8 @@ def tuning(context: Context) -> StageResult:
             learning_rate=float(10 ** rng.uniform(-4, -2.5)),
             batch_size=int(rng.choice([16, 32, 64])),
             options={"sizes": tuple(max(4, round(size * width)) for size in config.xception_sizes),
-                     "final": max(8, round(config.xception_final * width)), "dropout": float(rng.choice([0.0, 0.25, 0.5]))},
+                     "final": max(8, round(config.xception_final * width)), "dropout": float(rng.choice([0.0, 0.25, 0.5])),
+                     "batchnorm_momentum": config.batchnorm_momentum},
         )))
     rows, runs = [], {}
     for label, spec in trials:

@@ -40,6 +40,7 @@ class TrainConfig:
     xception_final: int = 256
     bigger_sizes: tuple[int, ...] = (64, 128, 256, 512)
     bigger_final: int = 728
+    batchnorm_momentum: float = 0.9  # see train.models.small_xception
     dropout: float = 0.5
     augment_rotation: float = 0.1  # fraction of a full turn
     augment_zoom: float = 0.1
@@ -68,7 +69,7 @@ PRESETS = {
     "cpu-small": dict(image_size=32, batch_size=32, epochs=6, tuning_trials=4, tuning_epochs=3, ensemble_size=3),
     "full": dict(
         image_size=180, batch_size=128, epochs=25, xception_sizes=(128, 256, 512), xception_final=1024,
-        bigger_sizes=(128, 256, 512, 728), bigger_final=1024, early_stopping_patience=5, tuning_trials=20,
+        bigger_sizes=(128, 256, 512, 728), bigger_final=1024, batchnorm_momentum=0.99, early_stopping_patience=5, tuning_trials=20,
         tuning_epochs=10, ensemble_size=5,
     ),
 }
