@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import traceback
 from pathlib import Path
 
 from audit import __version__
+from audit.boundary import CannotRun, run_command
 
-EXIT_CLEAN, EXIT_FINDINGS, EXIT_CANNOT_RUN, EXIT_UNEXPECTED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-
-
-class CannotRun(Exception):
-    """The command cannot run as asked (exit 2); the message says why and what is expected."""
+EXIT_CLEAN, EXIT_FINDINGS = 0, 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -335,23 +331,4 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exit_request:  # argparse: --help (0) or a usage error (2)
-        return int(exit_request.code or 0)
-    if not getattr(args, "handler", None):
-        parser.print_help(sys.stderr)
-        return EXIT_CANNOT_RUN
-    try:
-        return args.handler(args)
-    except CannotRun as error:
-        print(f"audit: error: {error}", file=sys.stderr)
-        return EXIT_CANNOT_RUN
-    except KeyboardInterrupt:
-        print("audit: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except Exception:  # the one boundary: anything unexpected is exit 3, with the trace
-        traceback.print_exc()
-        print("audit: unexpected failure (exit 3); please report it with the trace above", file=sys.stderr)
-        return EXIT_UNEXPECTED
+    return run_command(build_parser(), argv, "audit")

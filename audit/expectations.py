@@ -126,7 +126,7 @@ def suite_from_report(report_dir: str | os.PathLike) -> dict:
                      f"duplicates stay near today's share ({duplicate_share:.1%}): at most 1.5x or +2 points",
                      column="duplicate", min_value=0, max_value=round(min(1.0, max(duplicate_share * 1.5, duplicate_share + 0.02)), 4)),
         _expectation("expect_column_values_to_be_between",
-                     f"images keep a usable resolution: half today's 5th percentile of the shorter side, 1% of files may fall below",
+                     "images keep a usable resolution: half today's 5th percentile of the shorter side, 1% of files may fall below",
                      column="min_side", min_value=min_side, mostly=0.99),
         _expectation("expect_column_values_to_be_in_set", "only the formats the dataset uses today",
                      column="format", value_set=sorted(usable["format"].dropna().unique().tolist())),

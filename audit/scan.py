@@ -24,7 +24,7 @@ from pathlib import Path
 from audit import __version__, report
 from audit.cache import DEFAULT_NAME, ScanCache
 from audit.checks import DATASET_CHECKS, Thresholds
-from audit.dataset import FileEntry, Layout, discover
+from audit.dataset import Layout, discover
 from audit.engines import DaskEngine, InlineEngine, PoolEngine
 from audit.records import DatasetFinding, FileRecord, Finding
 from audit.table import ScanTable

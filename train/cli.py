@@ -8,15 +8,11 @@ failure, 130 on Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import sys
-import traceback
 from pathlib import Path
 
-EXIT_PASSED, EXIT_FAILED, EXIT_CANNOT_RUN, EXIT_UNEXPECTED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+from audit.boundary import CannotRun, run_command
 
-
-class CannotRun(Exception):
-    """The command cannot run as asked (exit 2)."""
+EXIT_PASSED, EXIT_FAILED = 0, 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,23 +113,4 @@ def rebuild_report(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exit_request:
-        return int(exit_request.code or 0)
-    if not getattr(args, "handler", None):
-        parser.print_help(sys.stderr)
-        return EXIT_CANNOT_RUN
-    try:
-        return args.handler(args)
-    except CannotRun as error:
-        print(f"train: error: {error}", file=sys.stderr)
-        return EXIT_CANNOT_RUN
-    except KeyboardInterrupt:
-        print("train: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except Exception:
-        traceback.print_exc()
-        print("train: unexpected failure (exit 3); please report it with the trace above", file=sys.stderr)
-        return EXIT_UNEXPECTED
+    return run_command(build_parser(), argv, "train")

@@ -188,8 +188,6 @@ def init_loss(context: Context) -> StageResult:
 
 
 def overfit_one_batch(context: Context) -> StageResult:
-    import keras
-
     started = time.monotonic()
     config = context.config
     result = _result(
