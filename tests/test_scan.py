@@ -132,15 +132,20 @@ def test_parallel_equals_serial(golden, tmp_path):
     assert (tmp_path / "one" / "findings.csv").read_bytes() == (tmp_path / "two" / "findings.csv").read_bytes()
 
 
-def test_a_worker_crash_costs_one_row_not_the_scan(tmp_path):
+def inspect_with_a_crash(tmp_path, crash_name: str):
+    """Records of 40 files plus one that kills its worker process, and the layout walked."""
     files = {f"cat/{i:02d}.jpg": jpeg(i) for i in range(40)}
-    files["cat/20_crash.jpg"] = jpeg(99)
+    files[f"cat/{crash_name}"] = jpeg(99)
     layout = discover(write_dataset(tmp_path / "d", files))
     engine = PoolEngine(2, Thresholds(), worker=crash_on_marked_files)
     try:
-        records = list(inspect_all(layout, engine))
+        return list(inspect_all(layout, engine)), layout
     finally:
         engine.close()
+
+
+def test_a_worker_crash_costs_one_row_not_the_scan(tmp_path):
+    records, layout = inspect_with_a_crash(tmp_path, "20_crash.jpg")
     assert [r.path for r in records] == [e.relpath for e in layout.iter_files()]
     crashed = [r for r in records if r.findings]
     assert [(r.path, r.codes) for r in crashed] == [("cat/20_crash.jpg", ("unreadable",))]
@@ -165,13 +170,6 @@ def test_a_crash_while_later_batches_wait_costs_one_row(tmp_path, monkeypatch):
     import audit.scan
 
     monkeypatch.setattr(audit.scan, "BATCH_SIZE", 8)
-    files = {f"cat/{i:02d}.jpg": jpeg(i) for i in range(40)}
-    files["cat/13_crash.jpg"] = jpeg(99)
-    layout = discover(write_dataset(tmp_path / "d", files))
-    engine = PoolEngine(2, Thresholds(), worker=crash_on_marked_files)
-    try:
-        records = list(inspect_all(layout, engine))
-    finally:
-        engine.close()
+    records, layout = inspect_with_a_crash(tmp_path, "13_crash.jpg")
     assert [r.path for r in records] == [e.relpath for e in layout.iter_files()]
     assert [r.path for r in records if r.findings] == ["cat/13_crash.jpg"]
