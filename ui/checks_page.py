@@ -63,6 +63,11 @@ def _latest_pages(run: history.Run) -> None:
     if docs.exists():
         st.text(f"Great Expectations Data Docs: {docs}")
         st.download_button("Data Docs index.html", docs.read_bytes(), file_name="index.html", key="docs_index")
+        # The validation pages are static HTML (the index is drawn by JavaScript): embed the latest ones.
+        pages = sorted(docs.parent.glob("validations/**/*.html"), key=lambda page: page.stat().st_mtime)[-2:]
+        for page in pages:
+            with st.expander(f"Data Docs: {page.parent.parent.parent.name}"):
+                components.html(page.read_text(encoding="utf-8"), height=600, scrolling=True)
     validation = folder / "validation_result.json"
     if validation.exists():
         st.download_button("validation_result.json", validation.read_bytes(), file_name="validation_result.json", key="validation_json")
