@@ -130,3 +130,20 @@ def test_two_checks_at_once_both_land_in_the_history(checked):
     with sqlite3.connect(history) as connection:
         assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert connection.execute("SELECT count(*) FROM runs").fetchone()[0] == 3
+
+
+def test_the_app_shows_the_latest_check_and_its_data_docs(checked, monkeypatch):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    root, suite, tmp_path = checked
+    reports = tmp_path / "reports"
+    assert cli.main(["check", str(root), "--suite", str(suite), "--out", str(reports / "data-check"),
+                     "--history", str(reports / "check-history.sqlite"), "--jobs", "1", "--quiet"]) == 0
+    monkeypatch.setenv("IMAGE_AUDIT_ALLOWED_ROOTS", str(tmp_path))
+    test = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=60).run()
+    test.sidebar.radio(key="page").set_value("Checks").run()
+    assert not test.exception
+    assert list(test.dataframe[0].value["result"]) == ["PASS"]
+    assert {expander.label for expander in test.expander} >= {"Data Docs: image_audit_files", "Data Docs: image_audit_classes"}
