@@ -53,47 +53,54 @@ class ScanTable:
     def __len__(self) -> int:
         return len(self._label)
 
+    def _column(self, buffer, dtype, width: int = 1) -> np.ndarray:
+        """A read-only view of one column (an empty array before the first row)."""
+        if not len(self):
+            return np.zeros((0, width) if width > 1 else 0, dtype)
+        values = np.frombuffer(buffer, dtype=dtype)
+        return values.reshape(-1, width) if width > 1 else values
+
     @property
     def label(self) -> np.ndarray:
-        return np.frombuffer(self._label, dtype=np.int32) if len(self) else np.zeros(0, np.int32)
+        return self._column(self._label, np.int32)
 
     @property
     def split(self) -> np.ndarray:
-        return np.frombuffer(self._split, dtype=np.int32) if len(self) else np.zeros(0, np.int32)
+        return self._column(self._split, np.int32)
 
     @property
     def bytes(self) -> np.ndarray:
-        return np.frombuffer(self._bytes, dtype=np.int64) if len(self) else np.zeros(0, np.int64)
+        return self._column(self._bytes, np.int64)
 
     @property
     def width(self) -> np.ndarray:
-        return np.frombuffer(self._width, dtype=np.int32) if len(self) else np.zeros(0, np.int32)
+        return self._column(self._width, np.int32)
 
     @property
     def height(self) -> np.ndarray:
-        return np.frombuffer(self._height, dtype=np.int32) if len(self) else np.zeros(0, np.int32)
+        return self._column(self._height, np.int32)
 
     @property
     def usable(self) -> np.ndarray:
-        return np.frombuffer(self._usable, dtype=np.bool_).copy() if len(self) else np.zeros(0, bool)
+        return self._column(self._usable, np.bool_).copy()  # a copy: checks may combine it freely
 
     @property
     def phash(self) -> np.ndarray:
-        return np.frombuffer(self._phash, dtype=np.uint64) if len(self) else np.zeros(0, np.uint64)
+        return self._column(self._phash, np.uint64)
 
     @property
     def phash_zoom(self) -> np.ndarray:
         """(n, 2) uint64: pHashes of the centred crops (zeros where undecodable)."""
-        return np.frombuffer(self._zoom, dtype=np.uint64).reshape(-1, 2) if len(self) else np.zeros((0, 2), np.uint64)
+        return self._column(self._zoom, np.uint64, 2)
 
     @property
     def has_phash(self) -> np.ndarray:
-        return np.frombuffer(self._has_phash, dtype=np.bool_) if len(self) else np.zeros(0, bool)
+        return self._column(self._has_phash, np.bool_)
 
     @property
     def sha256(self) -> np.ndarray:
         """32-byte digests as a (n, 32) uint8 array (zeros where unreadable)."""
-        return np.frombuffer(self._sha256, dtype=np.uint8).reshape(-1, 32)
+        return self._column(self._sha256, np.uint8, 32)
 
     def mark_unusable(self, rows) -> None:
         """Record that a dataset check found an error in these rows."""
