@@ -25,6 +25,7 @@ from pathlib import Path, PurePosixPath
 
 from audit.codes import CODES, SEVERITY_RANK
 from audit.dataset import resolve
+from audit.report import matches_row
 
 MANIFEST_NAME = "manifest.jsonl"
 
@@ -164,7 +165,7 @@ def _changed_since_report(path: Path, row: dict) -> bool:
         info = os.stat(path)
     except OSError:
         return True
-    if str(info.st_size) != row["bytes"] or (row.get("mtime_ns") and str(info.st_mtime_ns) != row["mtime_ns"]):
+    if not matches_row(info, row):
         return True
     return bool(row["sha256"]) and _sha256(path) != row["sha256"]
 

@@ -24,9 +24,8 @@ from markupsafe import Markup
 
 from audit import charts
 from audit.codes import CODES, DATASET_CODES, SEVERITIES, SEVERITY_RANK, at_or_above, worst_severity
-from audit.dataset import resolve
 from audit.records import DatasetFinding, FileRecord, merge_findings
-from audit.thumbnails import thumbnail_data_uri
+from audit.thumbnails import Thumbnailer
 
 IMAGES_COLUMNS = ("path", "label", "split", "bytes", "format", "mode", "width", "height", "sha256", "phash", "severity", "issues", "reasons", "phash_zoom", "mtime_ns")
 FINDINGS_COLUMNS = ("path", "label", "severity", "code", "reason")
@@ -156,6 +155,11 @@ def write_reports(records: Iterable[FileRecord], extra_findings: dict[int, list]
     return WrittenReports(summary, {name: out / name for name in names}, collector.error_lines)
 
 
+def matches_row(info: os.stat_result, row: dict) -> bool:
+    """Whether a file's size and modification time are still those its images.csv row recorded."""
+    return str(info.st_size) == row["bytes"] and (not row.get("mtime_ns") or str(info.st_mtime_ns) == row["mtime_ns"])
+
+
 def _image_row(record: FileRecord, severity: str, codes: tuple[str, ...]) -> tuple:
     return (
         record.path,
@@ -239,7 +243,7 @@ def render_html(summary: dict, collector: _Collector, context: ReportContext) ->
     budget = [MAX_THUMBNAILS]
     made: dict[str, str | None] = {}
 
-    make = context.thumbnails or (lambda path: thumbnail_data_uri(resolve(context.root, path), max_pixels))
+    make = context.thumbnails or Thumbnailer(context.root, max_pixels)
 
     def thumb_path(path: str) -> str | None:
         if path not in made:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from audit.dataset import discover, resolve
+from audit.report import matches_row
 
 VALIDATION_SPLITS = ("val", "valid", "validation", "dev", "eval")
 TRAINING_SPLITS = ("train", "training")
@@ -107,12 +108,13 @@ def _refuse_stale(root: Path, rows: list[dict], report: Path) -> None:
         except OSError:
             removed.append(row["path"])
             continue
-        if str(info.st_size) != row["bytes"] or ("mtime_ns" in row and row["mtime_ns"] and str(info.st_mtime_ns) != row["mtime_ns"]):
+        if not matches_row(info, row):
             changed.append(row["path"])
     known = {row["path"] for row in rows}
-    against = sorted({row.get("split", "") for row in rows if row["path"].startswith("../")})
+    # New files are looked for under ROOT only (a report with --against also spans another root).
+    spans_another_root = any(row["path"].startswith("../") for row in rows)
     added = []
-    if root.is_dir() and not against:
+    if root.is_dir() and not spans_another_root:
         added = [entry.relpath for entry in discover(root).iter_files() if entry.relpath not in known]
     if changed or removed or added:
         examples = (changed + removed + added)[:5]
