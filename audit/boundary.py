@@ -37,5 +37,8 @@ def run_command(parser: argparse.ArgumentParser, argv: list[str] | None, program
         return EXIT_INTERRUPTED
     except Exception:  # the one boundary: anything unexpected is exit 3, with the trace
         traceback.print_exc()
-        print(f"{program}: unexpected failure (exit 3); please report it with the trace above", file=sys.stderr)
+        print(
+            f"{program}: unexpected failure (exit 3); please report it with the trace above",
+            file=sys.stderr,
+        )
         return EXIT_UNEXPECTED

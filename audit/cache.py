@@ -54,7 +54,12 @@ LOOKUP_CHUNK = 500  # paths per SELECT ... IN (...)
 
 def settings_key(thresholds) -> str:
     """What a cached record depends on besides the file: version and per-file thresholds."""
-    relevant = (__version__, thresholds.max_pixels, thresholds.min_side, thresholds.max_aspect_ratio)
+    relevant = (
+        __version__,
+        thresholds.max_pixels,
+        thresholds.min_side,
+        thresholds.max_aspect_ratio,
+    )
     return hashlib.sha256(repr(relevant).encode()).hexdigest()[:16]
 
 
@@ -78,7 +83,9 @@ class ScanCache:
 
     def _open_schema(self) -> None:
         self.connection.execute("BEGIN IMMEDIATE")
-        self.connection.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        self.connection.execute(
+            "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+        )
         row = self.connection.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
         if row is None or row[0] != SCHEMA_VERSION:
             self.connection.execute("DROP TABLE IF EXISTS files")
@@ -86,7 +93,9 @@ class ScanCache:
         for statement in SCHEMA.strip().split(";"):
             if statement.strip():
                 self.connection.execute(statement)
-        self.connection.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,))
+        self.connection.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,)
+        )
         self.connection.execute("COMMIT")
 
     def __enter__(self) -> "ScanCache":
@@ -102,14 +111,17 @@ class ScanCache:
 
     def lookup_many(self, entries: list[FileEntry], keys: list) -> list[FileRecord | None]:
         """Cached records for unchanged files (relabelled for this scan), None for the others."""
-        self.connection.executemany("INSERT OR IGNORE INTO seen (path) VALUES (?)", [(entry.path,) for entry in entries])
+        self.connection.executemany(
+            "INSERT OR IGNORE INTO seen (path) VALUES (?)", [(entry.path,) for entry in entries]
+        )
         rows: dict[str, tuple] = {}
         paths = [entry.path for entry, key in zip(entries, keys) if key is not None]
         for start in range(0, len(paths), LOOKUP_CHUNK):
             chunk = paths[start : start + LOOKUP_CHUNK]
             marks = ",".join("?" * len(chunk))
             for row in self.connection.execute(
-                f"SELECT path, size, mtime_ns, inode, settings, record FROM files WHERE path IN ({marks})", chunk
+                f"SELECT path, size, mtime_ns, inode, settings, record FROM files WHERE path IN ({marks})",
+                chunk,
             ):
                 rows[row[0]] = row
         found = []
@@ -122,7 +134,11 @@ class ScanCache:
             self.hits += 1
             record = pickle.loads(row[5])
             # The same file may sit under another label or split in this scan's layout.
-            if (record.path, record.label, record.split) != (entry.relpath, entry.label, entry.split):
+            if (record.path, record.label, record.split) != (
+                entry.relpath,
+                entry.label,
+                entry.split,
+            ):
                 record = replace(record, path=entry.relpath, label=entry.label, split=entry.split)
             found.append(record)
         return found
@@ -131,13 +147,16 @@ class ScanCache:
         """A cached thumbnail data URI ('' when the file had none), or None when not cached."""
         if key is None:
             return None
-        row = self.connection.execute("SELECT size, mtime_ns, inode, uri FROM thumbnails WHERE path = ?", (path,)).fetchone()
+        row = self.connection.execute(
+            "SELECT size, mtime_ns, inode, uri FROM thumbnails WHERE path = ?", (path,)
+        ).fetchone()
         return row[3] if row is not None and tuple(row[:3]) == key else None
 
     def store_thumbnail(self, path: str, key: tuple[int, int, int] | None, uri: str | None) -> None:
         if key is not None:
             self.connection.execute(
-                "INSERT OR REPLACE INTO thumbnails (path, size, mtime_ns, inode, uri) VALUES (?, ?, ?, ?, ?)", (path, *key, uri or "")
+                "INSERT OR REPLACE INTO thumbnails (path, size, mtime_ns, inode, uri) VALUES (?, ?, ?, ?, ?)",
+                (path, *key, uri or ""),
             )
             self._maybe_commit()
 
@@ -148,7 +167,12 @@ class ScanCache:
             return
         self.connection.execute(
             "INSERT OR REPLACE INTO files (path, size, mtime_ns, inode, settings, record) VALUES (?, ?, ?, ?, ?, ?)",
-            (entry.path, *key, self.settings, pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL)),
+            (
+                entry.path,
+                *key,
+                self.settings,
+                pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL),
+            ),
         )
         self._maybe_commit()
 
@@ -167,7 +191,8 @@ class ScanCache:
             prefix = str(root).rstrip(os.sep) + os.sep
             for table in ("files", "thumbnails"):
                 cursor = self.connection.execute(
-                    f"DELETE FROM {table} WHERE substr(path, 1, ?) = ? AND path NOT IN (SELECT path FROM seen)", (len(prefix), prefix)
+                    f"DELETE FROM {table} WHERE substr(path, 1, ?) = ? AND path NOT IN (SELECT path FROM seen)",
+                    (len(prefix), prefix),
                 )
                 removed += cursor.rowcount if table == "files" else 0
         self.connection.execute("COMMIT")

@@ -70,9 +70,13 @@ def run_check(
             usable=summary["usable"],
             errors=summary["severity_counts"]["error"],
             expectations={item.key: item.passed for item in outcome.expectations},
-            state={"classes": {entry["name"]: entry["usable"] for entry in summary["classes"] if entry["files"]},
-                   "error_files": _error_files(out_path / "images.csv"),
-                   "out": str(out_path)},
+            state={
+                "classes": {
+                    entry["name"]: entry["usable"] for entry in summary["classes"] if entry["files"]
+                },
+                "error_files": _error_files(out_path / "images.csv"),
+                "out": str(out_path),
+            },
         )
         earlier = history.runs(history_path, dataset=run.dataset, limit=1)
         changed = history.changes(earlier[-1] if earlier else None, run)
@@ -82,18 +86,33 @@ def run_check(
 
 
 def _error_files(images_csv: Path) -> list[str]:
-    return [row["path"] for row in csv.DictReader(open(images_csv, encoding="utf-8", newline="")) if row["severity"] == "error"]
+    return [
+        row["path"]
+        for row in csv.DictReader(open(images_csv, encoding="utf-8", newline=""))
+        if row["severity"] == "error"
+    ]
 
 
-_environment = Environment(loader=PackageLoader("audit", "templates"), autoescape=select_autoescape(default=True, default_for_string=True))
+_environment = Environment(
+    loader=PackageLoader("audit", "templates"),
+    autoescape=select_autoescape(default=True, default_for_string=True),
+)
 
 
-def _write_summaries(out: Path, outcome, changed: list[str], run: history.Run, summary: dict) -> dict[str, Path]:
+def _write_summaries(
+    out: Path, outcome, changed: list[str], run: history.Run, summary: dict
+) -> dict[str, Path]:
     failed = [item for item in outcome.expectations if not item.passed]
     docs = os.path.relpath(outcome.data_docs, out)
     pages = [os.path.relpath(page, out) for page in outcome.validation_pages]
     html = _environment.get_template("check.html.j2").render(
-        outcome=outcome, failed=failed, changes=changed, run=run, summary=summary, docs=docs, pages=pages
+        outcome=outcome,
+        failed=failed,
+        changes=changed,
+        run=run,
+        summary=summary,
+        docs=docs,
+        pages=pages,
     )
     (out / "check.html").write_text(html, encoding="utf-8")
     lines = [
@@ -119,8 +138,12 @@ def _write_summaries(out: Path, outcome, changed: list[str], run: history.Run, s
         )
     lines += ["", f"Data Docs: `{docs}` · full report: `report.html`", ""]
     (out / "check.md").write_text("\n".join(lines), encoding="utf-8")
-    return {"check.html": out / "check.html", "check.md": out / "check.md", "validation_result.json": outcome.validation_result,
-            "data_docs": outcome.data_docs}
+    return {
+        "check.html": out / "check.html",
+        "check.md": out / "check.md",
+        "validation_result.json": outcome.validation_result,
+        "data_docs": outcome.data_docs,
+    }
 
 
 def _md(text: str) -> str:

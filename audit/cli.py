@@ -37,13 +37,21 @@ def build_parser() -> argparse.ArgumentParser:
         "(exact, near, across labels and splits), class balance, resolution; write images.csv, findings.csv, duplicates.csv, summary.json, report.html, "
         "report.md. ROOT is only read, never changed.",
     )
-    scan.add_argument("root", metavar="ROOT", help="dataset folder: ROOT/<class>/<images>, or ROOT/<split>/<class>/<images>")
+    scan.add_argument(
+        "root",
+        metavar="ROOT",
+        help="dataset folder: ROOT/<class>/<images>, or ROOT/<split>/<class>/<images>",
+    )
     scan.add_argument(
         "--against",
         metavar="VAL",
         help="a second dataset (e.g. the validation split, VAL/<class>/<images>): images found in both are split_leak",
     )
-    scan.add_argument("--out", metavar="DIR", help="report folder (default: reports/<ROOT name>); must be outside ROOT")
+    scan.add_argument(
+        "--out",
+        metavar="DIR",
+        help="report folder (default: reports/<ROOT name>); must be outside ROOT",
+    )
     scan.add_argument(
         "--fail-on",
         choices=("error", "warning", "info", "never"),
@@ -59,7 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"decompression-bomb limit: larger images are never decoded (default: {defaults.max_pixels:,})",
     )
     scan.add_argument(
-        "--min-side", type=int, default=defaults.min_side, metavar="PX", help=f"tiny_image below this side (default: {defaults.min_side}; 0 turns it off)"
+        "--min-side",
+        type=int,
+        default=defaults.min_side,
+        metavar="PX",
+        help=f"tiny_image below this side (default: {defaults.min_side}; 0 turns it off)",
     )
     scan.add_argument(
         "--max-aspect-ratio",
@@ -83,15 +95,28 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"near duplicates: pHash Hamming distance at most BITS of 64 (default: {defaults.near_radius}, measured; "
         "tightened automatically for tiny images)",
     )
-    scan.add_argument("--cache", metavar="PATH", help="incremental cache file (default: DIR/.scan-cache.sqlite next to the reports)")
-    scan.add_argument("--no-cache", action="store_true", help="inspect every file again, and keep no cache")
-    scan.add_argument("--engine", choices=("local", "dask"), default="local", help="local processes (default) or a Dask cluster")
+    scan.add_argument(
+        "--cache",
+        metavar="PATH",
+        help="incremental cache file (default: DIR/.scan-cache.sqlite next to the reports)",
+    )
+    scan.add_argument(
+        "--no-cache", action="store_true", help="inspect every file again, and keep no cache"
+    )
+    scan.add_argument(
+        "--engine",
+        choices=("local", "dask"),
+        default="local",
+        help="local processes (default) or a Dask cluster",
+    )
     scan.add_argument(
         "--scheduler",
         metavar="ADDRESS",
         help="Dask scheduler address, e.g. tcp://10.0.0.5:8786 (default with --engine dask: a local cluster)",
     )
-    scan.add_argument("--quiet", action="store_true", help="no progress bar and no per-error lines on stderr")
+    scan.add_argument(
+        "--quiet", action="store_true", help="no progress bar and no per-error lines on stderr"
+    )
     scan.set_defaults(handler=run_scan)
 
     quarantine = commands.add_parser(
@@ -101,12 +126,24 @@ def build_parser() -> argparse.ArgumentParser:
         "quarantine folder, keeping their paths, and write manifest.jsonl there. Refuses (moving nothing) "
         "when a file changed since the report or a destination exists; verifies sha256 after each move.",
     )
-    quarantine.add_argument("report", metavar="REPORT_DIR", help="output folder of `python -m audit scan`")
+    quarantine.add_argument(
+        "report", metavar="REPORT_DIR", help="output folder of `python -m audit scan`"
+    )
     chooser = quarantine.add_mutually_exclusive_group()
-    chooser.add_argument("--codes", help="comma-separated issue codes, e.g. truncated,label_conflict")
-    chooser.add_argument("--severity", choices=("error", "warning", "info"), help="every file at or above this severity (default: error)")
-    quarantine.add_argument("--to", metavar="DIR", help="quarantine folder (default: REPORT_DIR/quarantine-<UTC time>)")
-    quarantine.add_argument("--dry-run", action="store_true", help="list what would move; move nothing")
+    chooser.add_argument(
+        "--codes", help="comma-separated issue codes, e.g. truncated,label_conflict"
+    )
+    chooser.add_argument(
+        "--severity",
+        choices=("error", "warning", "info"),
+        help="every file at or above this severity (default: error)",
+    )
+    quarantine.add_argument(
+        "--to", metavar="DIR", help="quarantine folder (default: REPORT_DIR/quarantine-<UTC time>)"
+    )
+    quarantine.add_argument(
+        "--dry-run", action="store_true", help="list what would move; move nothing"
+    )
     quarantine.set_defaults(handler=run_quarantine)
 
     restore = commands.add_parser(
@@ -115,7 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Move every file of a quarantine manifest back to where it was, verifying its sha256; "
         "refuses (restoring nothing) if any original place is taken.",
     )
-    restore.add_argument("manifest", metavar="MANIFEST", help="manifest.jsonl written by `quarantine`")
+    restore.add_argument(
+        "manifest", metavar="MANIFEST", help="manifest.jsonl written by `quarantine`"
+    )
     restore.add_argument("--dry-run", action="store_true", help="check and list; move nothing")
     restore.set_defaults(handler=run_restore)
 
@@ -127,14 +166,31 @@ def build_parser() -> argparse.ArgumentParser:
         "check.md into DIR, and append the outcome to the history. Exit 0 pass, 1 fail, 2 could not run.",
     )
     check.add_argument("root", metavar="ROOT", help="dataset folder")
-    check.add_argument("--suite", metavar="FILE", help="suite file (default: ./<ROOT name>.suite.json; make one with `suite init`)")
-    check.add_argument("--out", metavar="DIR", help="output folder (default: reports/<ROOT name>-check)")
-    check.add_argument("--history", metavar="PATH", default=None, help="history database (default: reports/check-history.sqlite)")
-    check.add_argument("--jobs", type=int, metavar="N", help="worker processes for the scan (default: all cores)")
+    check.add_argument(
+        "--suite",
+        metavar="FILE",
+        help="suite file (default: ./<ROOT name>.suite.json; make one with `suite init`)",
+    )
+    check.add_argument(
+        "--out", metavar="DIR", help="output folder (default: reports/<ROOT name>-check)"
+    )
+    check.add_argument(
+        "--history",
+        metavar="PATH",
+        default=None,
+        help="history database (default: reports/check-history.sqlite)",
+    )
+    check.add_argument(
+        "--jobs", type=int, metavar="N", help="worker processes for the scan (default: all cores)"
+    )
     check.add_argument("--quiet", action="store_true", help="no progress on stderr")
     check.set_defaults(handler=run_check_command)
 
-    suite = commands.add_parser("suite", help="manage check suites", description="Manage the suites `check` validates against.")
+    suite = commands.add_parser(
+        "suite",
+        help="manage check suites",
+        description="Manage the suites `check` validates against.",
+    )
     suite_commands = suite.add_subparsers(dest="suite_command", metavar="SUITE_COMMAND")
     init = suite_commands.add_parser(
         "init",
@@ -144,13 +200,28 @@ def build_parser() -> argparse.ArgumentParser:
         "resolution, allowed formats.",
     )
     init.add_argument("root", metavar="ROOT", help="dataset folder")
-    init.add_argument("--out", metavar="FILE", help="suite file to write (default: ./<ROOT name>.suite.json; never overwritten)")
-    init.add_argument("--report", metavar="DIR", help="where the scan's reports go (default: reports/<ROOT name>)")
+    init.add_argument(
+        "--out",
+        metavar="FILE",
+        help="suite file to write (default: ./<ROOT name>.suite.json; never overwritten)",
+    )
+    init.add_argument(
+        "--report", metavar="DIR", help="where the scan's reports go (default: reports/<ROOT name>)"
+    )
     init.set_defaults(handler=run_suite_init)
 
-    past = commands.add_parser("history", help="the trend of past checks of a dataset", description="Print every recorded check of ROOT.")
+    past = commands.add_parser(
+        "history",
+        help="the trend of past checks of a dataset",
+        description="Print every recorded check of ROOT.",
+    )
     past.add_argument("root", metavar="ROOT", help="dataset folder")
-    past.add_argument("--history", metavar="PATH", default=None, help="history database (default: reports/check-history.sqlite)")
+    past.add_argument(
+        "--history",
+        metavar="PATH",
+        default=None,
+        help="history database (default: reports/check-history.sqlite)",
+    )
     past.add_argument("--last", type=int, metavar="N", help="only the last N checks")
     past.set_defaults(handler=run_history)
 
@@ -187,12 +258,24 @@ def run_scan(args: argparse.Namespace) -> int:
         raise CannotRun("--cache and --no-cache exclude each other")
     if args.scheduler and args.engine != "dask":
         raise CannotRun("--scheduler needs --engine dask")
-    out = Path(args.out) if args.out else Path("reports") / (Path(args.root).resolve().name or "dataset")
+    out = (
+        Path(args.out)
+        if args.out
+        else Path("reports") / (Path(args.root).resolve().name or "dataset")
+    )
     progress = None if args.quiet else Progress("scanning")
     try:
         result = scan(
-            args.root, out, against=args.against, thresholds=thresholds, jobs=args.jobs, fail_on=args.fail_on,
-            progress=progress, cache=False if args.no_cache else (args.cache or True), engine=args.engine, scheduler=args.scheduler,
+            args.root,
+            out,
+            against=args.against,
+            thresholds=thresholds,
+            jobs=args.jobs,
+            fail_on=args.fail_on,
+            progress=progress,
+            cache=False if args.no_cache else (args.cache or True),
+            engine=args.engine,
+            scheduler=args.scheduler,
         )
     except (LayoutError, OutputInsideDataset, ImportError) as error:
         raise CannotRun(str(error)) from error
@@ -225,13 +308,18 @@ def run_quarantine(args: argparse.Namespace) -> int:
         if not rows:
             print("No file matches: nothing to quarantine.")
             return EXIT_CLEAN
-        manifest, moves = quarantine(args.report, [row["path"] for row in rows], destination=args.to, dry_run=args.dry_run)
+        manifest, moves = quarantine(
+            args.report, [row["path"] for row in rows], destination=args.to, dry_run=args.dry_run
+        )
     except (QuarantineRefused, ValueError) as error:
         raise CannotRun(str(error)) from error
     verb = "would move" if args.dry_run else "moved"
     for move in moves:
         print(f"{verb}: {move.relpath} -> {move.quarantined}  [{move.codes}]")
-    print(f"{len(moves)} file(s) {verb}" + ("" if args.dry_run else f"; restore with: python -m audit restore {manifest}"))
+    print(
+        f"{len(moves)} file(s) {verb}"
+        + ("" if args.dry_run else f"; restore with: python -m audit restore {manifest}")
+    )
     if not args.dry_run:
         print(manifest)
     return EXIT_CLEAN
@@ -267,7 +355,14 @@ def run_check_command(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("reports") / f"{name}-check"
     progress = None if args.quiet else Progress("scanning")
     try:
-        result = run_check(args.root, suite_path, out, history_path=args.history or DEFAULT_HISTORY, jobs=args.jobs, progress=progress)
+        result = run_check(
+            args.root,
+            suite_path,
+            out,
+            history_path=args.history or DEFAULT_HISTORY,
+            jobs=args.jobs,
+            progress=progress,
+        )
     except (SuiteError, LayoutError, OutputInsideDataset) as error:
         raise CannotRun(str(error)) from error
     finally:
@@ -275,10 +370,14 @@ def run_check_command(args: argparse.Namespace) -> int:
             progress.close()
     outcome = result.outcome
     failed = [item for item in outcome.expectations if not item.passed]
-    print(f"check {'PASSED' if result.success else 'FAILED'}: {len(outcome.expectations) - len(failed)}/{len(outcome.expectations)} expectations met")
+    print(
+        f"check {'PASSED' if result.success else 'FAILED'}: {len(outcome.expectations) - len(failed)}/{len(outcome.expectations)} expectations met"
+    )
     for item in failed:
         shown = f"; e.g. {', '.join(item.offending[:3])}" if item.offending else ""
-        print(f"  FAIL {item.table}: {item.type}({item.kwargs.get('column', '')}): observed {item.observed}{shown}")
+        print(
+            f"  FAIL {item.table}: {item.type}({item.kwargs.get('column', '')}): observed {item.observed}{shown}"
+        )
     for line in result.changes:
         print(f"  since last check: {line}")
     print(f"Data Docs: {outcome.data_docs}")
@@ -296,16 +395,22 @@ def run_suite_init(args: argparse.Namespace) -> int:
     name = _dataset_name(args.root)
     target = Path(args.out) if args.out else Path(f"{name}.suite.json")
     if target.exists():
-        raise CannotRun(f"{target} exists; a suite is never overwritten (remove it or choose another --out)")
+        raise CannotRun(
+            f"{target} exists; a suite is never overwritten (remove it or choose another --out)"
+        )
     try:
-        scan(args.root, Path(args.report) if args.report else Path("reports") / name, fail_on="never")
+        scan(
+            args.root, Path(args.report) if args.report else Path("reports") / name, fail_on="never"
+        )
     except (LayoutError, OutputInsideDataset) as error:
         raise CannotRun(str(error)) from error
     suite = suite_from_report(Path(args.report) if args.report else Path("reports") / name)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(suite, indent=2) + "\n")
     count = sum(len(suite[table]["expectations"]) for table in ("files", "classes"))
-    print(f"{count} expectations written to {target}; edit the tolerances, commit it, then: python -m audit check {args.root} --suite {target}")
+    print(
+        f"{count} expectations written to {target}; edit the tolerances, commit it, then: python -m audit check {args.root} --suite {target}"
+    )
     return EXIT_CLEAN
 
 
@@ -314,7 +419,11 @@ def run_history(args: argparse.Namespace) -> int:
     from audit.check import DEFAULT_HISTORY
 
     root = str(Path(args.root).expanduser().absolute())
-    print(history.trend_table(history.runs(args.history or DEFAULT_HISTORY, dataset=root, limit=args.last)))
+    print(
+        history.trend_table(
+            history.runs(args.history or DEFAULT_HISTORY, dataset=root, limit=args.last)
+        )
+    )
     return EXIT_CLEAN
 
 

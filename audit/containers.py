@@ -24,7 +24,9 @@ from dataclasses import dataclass
 # Inside JPEG entropy-coded data 0xFF is followed by 0x00 (stuffing), a restart marker
 # (0xD0-0xD7) or more 0xFF fill bytes; anything else is the next marker.
 _NEXT_JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
-_JPEG_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+_JPEG_SOF = frozenset(
+    {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+)
 _JPEG_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
 
 
@@ -106,7 +108,9 @@ def walk_jpeg(data) -> Structure:
             return Structure(truncated=True)
         length = (data[pos] << 8) | data[pos + 1]
         if length < 2:
-            return Structure(defect=f"JPEG segment 0xFF{marker:02X} has an impossible length {length}")
+            return Structure(
+                defect=f"JPEG segment 0xFF{marker:02X} has an impossible length {length}"
+            )
         segment_end = pos + length
         if segment_end > size:
             return Structure(truncated=True)
@@ -211,17 +215,23 @@ def walk_bmp(data) -> Structure:
         return Structure(unsupported="an OS/2 BMP (12-byte header), which TensorFlow misreads")
     channels = bits // 8
     if channels not in (1, 3, 4):
-        return Structure(unsupported=f"a {bits}-bit BMP; TensorFlow reads only 8, 24 and 32-bit BMPs")
+        return Structure(
+            unsupported=f"a {bits}-bit BMP; TensorFlow reads only 8, 24 and 32-bit BMPs"
+        )
     if compression in (1, 2, 4, 5):
         kind = {1: "RLE8", 2: "RLE4", 4: "JPEG", 5: "PNG"}[compression]
-        return Structure(unsupported=f"a {kind}-compressed BMP; TensorFlow reads only uncompressed BMPs")
+        return Structure(
+            unsupported=f"a {kind}-compressed BMP; TensorFlow reads only uncompressed BMPs"
+        )
     if width <= 0 or height == 0:
         return Structure(defect=f"BMP header gives an impossible size {width}x{height}")
     row_bytes = (channels * width + 3) // 4 * 4
     expected = pixel_offset + row_bytes * abs(height)
     if size < expected:
         return Structure(truncated=True)
-    palette_ignored = channels == 1 and not _bmp_palette_is_identity_gray(data, 14 + dib_size, pixel_offset)
+    palette_ignored = channels == 1 and not _bmp_palette_is_identity_gray(
+        data, 14 + dib_size, pixel_offset
+    )
     if size > expected:
         return Structure(
             end=expected,

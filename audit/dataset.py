@@ -23,8 +23,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-CLUTTER_NAMES = frozenset({"Thumbs.db", "ehthumbs.db", "desktop.ini", "Desktop.ini", "Icon\r", "__MACOSX"})
-SPLIT_NAMES = frozenset({"train", "training", "val", "valid", "validation", "test", "testing", "dev", "eval"})
+CLUTTER_NAMES = frozenset(
+    {"Thumbs.db", "ehthumbs.db", "desktop.ini", "Desktop.ini", "Icon\r", "__MACOSX"}
+)
+SPLIT_NAMES = frozenset(
+    {"train", "training", "val", "valid", "validation", "test", "testing", "dev", "eval"}
+)
 _CLUTTER_REASON = "OS or tool clutter (Keras skips it too)"
 
 
@@ -84,14 +88,20 @@ class Layout:
     @property
     def empty_classes(self) -> list[str]:
         """Class folders that hold no file at all (as paths relative to ROOT)."""
-        return [folder.prefix for folder in self.folders if self.files_per_folder.get(folder.prefix, 0) == 0]
+        return [
+            folder.prefix
+            for folder in self.folders
+            if self.files_per_folder.get(folder.prefix, 0) == 0
+        ]
 
     def iter_files(self) -> Iterator[FileEntry]:
         """Yield every file under every class folder, sorted, lazily."""
         for folder in self.folders:
             for relpath, skipped in _walk_folder(folder.path, folder.prefix):
                 if skipped is None:
-                    yield FileEntry(resolve(self.root, relpath), relpath, folder.label, folder.split)
+                    yield FileEntry(
+                        resolve(self.root, relpath), relpath, folder.label, folder.split
+                    )
 
 
 def resolve(root: str | os.PathLike, relpath: str) -> str:
@@ -120,13 +130,19 @@ def discover(root: str | os.PathLike, against: str | os.PathLike | None = None) 
     ignored: list[Skipped] = []
     stray: list[str] = []
     subdirs = _list_top(root_path, "", ignored, stray)
-    if subdirs and all(name.lower() in SPLIT_NAMES and _has_subfolder(root_path / name) for name in subdirs):
+    if subdirs and all(
+        name.lower() in SPLIT_NAMES and _has_subfolder(root_path / name) for name in subdirs
+    ):
         folders = []
         for split in subdirs:
             for label in _list_top(root_path / split, f"{split}/", ignored, stray):
-                folders.append(ClassFolder(split, label, root_path / split / label, f"{split}/{label}"))
+                folders.append(
+                    ClassFolder(split, label, root_path / split / label, f"{split}/{label}")
+                )
         if against is not None:
-            raise LayoutError(f"{root_path} already holds splits ({', '.join(subdirs)}); --against is for a ROOT without splits")
+            raise LayoutError(
+                f"{root_path} already holds splits ({', '.join(subdirs)}); --against is for a ROOT without splits"
+            )
     else:
         own, other = _split_names(root_path, against)
         folders = [ClassFolder(own, label, root_path / label, label) for label in subdirs]
@@ -136,7 +152,9 @@ def discover(root: str | os.PathLike, against: str | os.PathLike | None = None) 
             for label in _list_top(against_path, f"{prefix}/", ignored, stray):
                 folders.append(ClassFolder(other, label, against_path / label, f"{prefix}/{label}"))
             if not any(folder.split == other for folder in folders):
-                raise LayoutError(f"{against_path} has no class folders; expected VAL/<class>/<images>")
+                raise LayoutError(
+                    f"{against_path} has no class folders; expected VAL/<class>/<images>"
+                )
     if not folders:
         found = f"{len(stray)} file(s) directly under it" if stray else "nothing to scan"
         raise LayoutError(
@@ -163,7 +181,9 @@ def _existing_folder(path: str | os.PathLike) -> Path:
     if not folder.exists():
         raise LayoutError(f"{folder} does not exist")
     if not folder.is_dir():
-        raise LayoutError(f"{folder} is a file; expected a folder laid out as ROOT/<class>/<images>")
+        raise LayoutError(
+            f"{folder} is a file; expected a folder laid out as ROOT/<class>/<images>"
+        )
     return folder.absolute()
 
 

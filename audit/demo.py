@@ -120,18 +120,29 @@ def _inject(dest: Path, flower: Image.Image, held_back: dict[str, list[Image.Ima
     write("eight/copied_from_three.jpg", min((dest / "three").glob("digit_*.jpg")).read_bytes())
     write("seven/flower_photo.jpg", photo_jpeg)
     write("five/empty.jpg", b"")
-    write("six/error_page.jpg", b"<!DOCTYPE html><html><head><title>403 Forbidden</title></head><body>Forbidden</body></html>\n")
+    write(
+        "six/error_page.jpg",
+        b"<!DOCTYPE html><html><head><title>403 Forbidden</title></head><body>Forbidden</body></html>\n",
+    )
     write("two/scanner_output.tif", encoded(fresh("two/"), "TIFF"))
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
     rotated = _jpeg_bytes(fresh("one/"), exif=exif.tobytes())
-    write("one/camera_rotated.jpg", _strip_jfif_segment(rotated))  # a typical camera JPEG: Exif, no JFIF
+    write(
+        "one/camera_rotated.jpg", _strip_jfif_segment(rotated)
+    )  # a typical camera JPEG: Exif, no JFIF
     write("zero/banner_strip.jpg", _jpeg_bytes(fresh("zero/").resize((SIDE * 4, SIDE))))
     write("zero/icon_8px.png", encoded(fresh("zero/").resize((8, 8)), "PNG"))
     write("one/huge_header.png", _png_header_only(30_000, 30_000))
     write("two/print_ready_cmyk.jpg", _jpeg_bytes(fresh("two/").convert("CMYK")))
-    write("six/with_appended_zip.jpg", _jpeg_bytes(fresh("six/")) + b"PK\x03\x04" + bytes(range(256)) * 4)
-    write("five/garbled.jpg", photo_jpeg[:20] + np.random.default_rng(7).integers(0, 256, 4000, dtype=np.uint8).tobytes())
+    write(
+        "six/with_appended_zip.jpg",
+        _jpeg_bytes(fresh("six/")) + b"PK\x03\x04" + bytes(range(256)) * 4,
+    )
+    write(
+        "five/garbled.jpg",
+        photo_jpeg[:20] + np.random.default_rng(7).integers(0, 256, 4000, dtype=np.uint8).tobytes(),
+    )
     write("four/legacy_1bit.bmp", encoded(fresh("four/").convert("1"), "BMP"))
 
 
@@ -147,7 +158,14 @@ def _png_header_only(width: int, height: int) -> bytes:
     """A PNG that declares width x height but carries one tiny IDAT: a bomb by its header."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(bytes(1024))) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(bytes(1024)))
+        + chunk(b"IEND", b"")
+    )

@@ -56,7 +56,20 @@ def inspect_entry(entry: FileEntry, thresholds: Thresholds) -> FileRecord:
 
 def failed_record(entry: FileEntry, reason: str) -> FileRecord:
     """The row for a file whose inspection itself failed."""
-    return FileRecord(entry.relpath, entry.label, 0, "", "", None, None, "", "", 0, (Finding("unreadable", reason),), entry.split)
+    return FileRecord(
+        entry.relpath,
+        entry.label,
+        0,
+        "",
+        "",
+        None,
+        None,
+        "",
+        "",
+        0,
+        (Finding("unreadable", reason),),
+        entry.split,
+    )
 
 
 def inspect_chunk(entries: list[FileEntry], thresholds: Thresholds) -> list[FileRecord]:
@@ -101,7 +114,12 @@ class PoolEngine:
     crashes on purpose).
     """
 
-    def __init__(self, jobs: int, thresholds: Thresholds, worker: Callable[[FileEntry], FileRecord] | None = None):
+    def __init__(
+        self,
+        jobs: int,
+        thresholds: Thresholds,
+        worker: Callable[[FileEntry], FileRecord] | None = None,
+    ):
         self.jobs = jobs
         self.thresholds = thresholds
         self.worker = worker or inspect_in_worker
@@ -116,7 +134,9 @@ class PoolEngine:
         if executor is None:
             return self._fallback.submit(entries)
         generation = self._generation
-        return self._results(entries, executor.map(self.worker, entries, chunksize=CHUNK_SIZE), generation)
+        return self._results(
+            entries, executor.map(self.worker, entries, chunksize=CHUNK_SIZE), generation
+        )
 
     def _results(self, entries, results, generation) -> Iterator[FileRecord]:
         done = 0
@@ -183,12 +203,18 @@ def start_pool(jobs: int, thresholds: Thresholds) -> ProcessPoolExecutor | None:
         context.set_forkserver_preload(["audit.engines"])
     else:
         context = multiprocessing.get_context()
-    executor = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_worker, initargs=(thresholds,))
+    executor = ProcessPoolExecutor(
+        max_workers=jobs, mp_context=context, initializer=_init_worker, initargs=(thresholds,)
+    )
     try:
         executor.submit(os.getpid).result()
     except BrokenProcessPool as error:
         executor.shutdown(wait=False, cancel_futures=True)
-        warnings.warn(f"worker processes cannot start ({error}); inspecting files in this process", RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"worker processes cannot start ({error}); inspecting files in this process",
+            RuntimeWarning,
+            stacklevel=3,
+        )
         return None
     return executor
 
@@ -207,17 +233,24 @@ class DaskEngine:
         try:
             from dask.distributed import Client, LocalCluster
         except ImportError as error:
-            raise ImportError("--engine dask needs the dask extra: pip install 'image-audit[dask]'") from error
+            raise ImportError(
+                "--engine dask needs the dask extra: pip install 'image-audit[dask]'"
+            ) from error
         self.thresholds = thresholds
         if address:
             self._cluster = None
             self.client = Client(address)
         else:
-            self._cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None)
+            self._cluster = LocalCluster(
+                n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None
+            )
             self.client = Client(self._cluster)
 
     def submit(self, entries: list[FileEntry]) -> Iterator[FileRecord]:
-        chunks = [entries[start : start + DASK_CHUNK_SIZE] for start in range(0, len(entries), DASK_CHUNK_SIZE)]
+        chunks = [
+            entries[start : start + DASK_CHUNK_SIZE]
+            for start in range(0, len(entries), DASK_CHUNK_SIZE)
+        ]
         futures = self.client.map(inspect_chunk, chunks, thresholds=self.thresholds, pure=False)
         return self._results(chunks, futures)
 
@@ -225,12 +258,19 @@ class DaskEngine:
         for chunk, future in zip(chunks, futures):
             try:
                 yield from future.result()
-            except Exception:  # a worker died on this chunk: one task per file, blame only the culprit
+            except (
+                Exception
+            ):  # a worker died on this chunk: one task per file, blame only the culprit
                 for entry in chunk:
                     try:
-                        yield self.client.submit(inspect_entry, entry, self.thresholds, pure=False).result()
+                        yield self.client.submit(
+                            inspect_entry, entry, self.thresholds, pure=False
+                        ).result()
                     except Exception as error:
-                        yield failed_record(entry, f"inspecting it failed on the Dask worker ({type(error).__name__})")
+                        yield failed_record(
+                            entry,
+                            f"inspecting it failed on the Dask worker ({type(error).__name__})",
+                        )
 
     def close(self) -> None:
         self.client.close()

@@ -77,13 +77,28 @@ def tables(report_dir: str | os.PathLike):
 
     report = Path(report_dir)
     rows = list(csv.DictReader(open(report / "images.csv", encoding="utf-8", newline="")))
-    images = pd.DataFrame(rows, columns=["path", "label", "split", "bytes", "format", "width", "height", "severity", "issues"])
+    images = pd.DataFrame(
+        rows,
+        columns=[
+            "path",
+            "label",
+            "split",
+            "bytes",
+            "format",
+            "width",
+            "height",
+            "severity",
+            "issues",
+        ],
+    )
     for column in ("bytes", "width", "height"):
         images[column] = pd.to_numeric(images[column], errors="coerce")
     images["format"] = images["format"].replace("", None)
     codes = images["issues"].fillna("").str.split(";")
     images["label_conflict"] = codes.apply(lambda found: "label_conflict" in found)
-    images["duplicate"] = codes.apply(lambda found: int(any(code in found for code in DUPLICATE_CODES)))
+    images["duplicate"] = codes.apply(
+        lambda found: int(any(code in found for code in DUPLICATE_CODES))
+    )
     images["min_side"] = images[["width", "height"]].min(axis=1, skipna=False)
 
     summary = json.loads((report / "summary.json").read_text())
@@ -94,7 +109,9 @@ def tables(report_dir: str | os.PathLike):
             "class": [entry["name"] for entry in present],
             "files": [entry["files"] for entry in present],
             "usable": [entry["usable"] for entry in present],
-            "usable_over_smallest": [entry["usable"] / smallest if smallest else math.inf for entry in present],
+            "usable_over_smallest": [
+                entry["usable"] / smallest if smallest else math.inf for entry in present
+            ],
         }
     )
     return images, classes
@@ -116,30 +133,64 @@ def suite_from_report(report_dir: str | os.PathLike) -> dict:
     min_side = int(max(1, math.floor(0.5 * sides.quantile(0.05)))) if len(sides) else 1
     duplicate_share = float(images["duplicate"].mean()) if len(images) else 0.0
     usable_counts = [count for count in classes["usable"] if count > 0]
-    ratio = float(classes["usable_over_smallest"].replace(math.inf, float("nan")).max()) if usable_counts else 1.0
+    ratio = (
+        float(classes["usable_over_smallest"].replace(math.inf, float("nan")).max())
+        if usable_counts
+        else 1.0
+    )
     files = [
-        _expectation("expect_column_values_to_not_be_in_set", "no file may break training (any error-severity finding)",
-                     column="severity", value_set=["error"]),
-        _expectation("expect_column_values_to_be_in_set", "no picture may be filed under two labels",
-                     column="label_conflict", value_set=[False]),
-        _expectation("expect_column_mean_to_be_between",
-                     f"duplicates stay near today's share ({duplicate_share:.1%}): at most 1.5x or +2 points",
-                     column="duplicate", min_value=0, max_value=round(min(1.0, max(duplicate_share * 1.5, duplicate_share + 0.02)), 4)),
-        _expectation("expect_column_values_to_be_between",
-                     "images keep a usable resolution: half today's 5th percentile of the shorter side, 1% of files may fall below",
-                     column="min_side", min_value=min_side, mostly=0.99),
-        _expectation("expect_column_values_to_be_in_set", "only the formats the dataset uses today",
-                     column="format", value_set=sorted(usable["format"].dropna().unique().tolist())),
+        _expectation(
+            "expect_column_values_to_not_be_in_set",
+            "no file may break training (any error-severity finding)",
+            column="severity",
+            value_set=["error"],
+        ),
+        _expectation(
+            "expect_column_values_to_be_in_set",
+            "no picture may be filed under two labels",
+            column="label_conflict",
+            value_set=[False],
+        ),
+        _expectation(
+            "expect_column_mean_to_be_between",
+            f"duplicates stay near today's share ({duplicate_share:.1%}): at most 1.5x or +2 points",
+            column="duplicate",
+            min_value=0,
+            max_value=round(min(1.0, max(duplicate_share * 1.5, duplicate_share + 0.02)), 4),
+        ),
+        _expectation(
+            "expect_column_values_to_be_between",
+            "images keep a usable resolution: half today's 5th percentile of the shorter side, 1% of files may fall below",
+            column="min_side",
+            min_value=min_side,
+            mostly=0.99,
+        ),
+        _expectation(
+            "expect_column_values_to_be_in_set",
+            "only the formats the dataset uses today",
+            column="format",
+            value_set=sorted(usable["format"].dropna().unique().tolist()),
+        ),
     ]
     class_expectations = [
-        _expectation("expect_column_distinct_values_to_equal_set", "the same classes as today: none lost, none added",
-                     column="class", value_set=sorted(classes["class"].tolist())),
-        _expectation("expect_column_values_to_be_between",
-                     "every class keeps at least 80% of today's smallest class",
-                     column="usable", min_value=int(math.floor(0.8 * min(usable_counts))) if usable_counts else 1),
-        _expectation("expect_column_values_to_be_between",
-                     f"imbalance (largest/smallest usable class) stays within 1.25x of today's {ratio:.2f}",
-                     column="usable_over_smallest", max_value=round(ratio * 1.25, 3)),
+        _expectation(
+            "expect_column_distinct_values_to_equal_set",
+            "the same classes as today: none lost, none added",
+            column="class",
+            value_set=sorted(classes["class"].tolist()),
+        ),
+        _expectation(
+            "expect_column_values_to_be_between",
+            "every class keeps at least 80% of today's smallest class",
+            column="usable",
+            min_value=int(math.floor(0.8 * min(usable_counts))) if usable_counts else 1,
+        ),
+        _expectation(
+            "expect_column_values_to_be_between",
+            f"imbalance (largest/smallest usable class) stays within 1.25x of today's {ratio:.2f}",
+            column="usable_over_smallest",
+            max_value=round(ratio * 1.25, 3),
+        ),
     ]
     return {
         "format": SUITE_FORMAT,
@@ -156,22 +207,32 @@ def load_suite(path: str | os.PathLike) -> dict:
     try:
         suite = json.loads(suite_path.read_text())
     except FileNotFoundError as error:
-        raise SuiteError(f"no suite file at {suite_path}; create one with `python -m audit suite init ROOT --out {suite_path}`") from error
+        raise SuiteError(
+            f"no suite file at {suite_path}; create one with `python -m audit suite init ROOT --out {suite_path}`"
+        ) from error
     except (OSError, json.JSONDecodeError) as error:
         raise SuiteError(f"cannot read the suite {suite_path}: {error}") from error
     if not isinstance(suite, dict) or suite.get("format") != SUITE_FORMAT:
-        raise SuiteError(f"{suite_path} is not an image-audit suite (expected \"format\": \"{SUITE_FORMAT}\")")
+        raise SuiteError(
+            f'{suite_path} is not an image-audit suite (expected "format": "{SUITE_FORMAT}")'
+        )
     for table in ("files", "classes"):
         expectations = suite.get(table, {}).get("expectations")
-        if not isinstance(expectations, list) or any("type" not in item or "kwargs" not in item for item in expectations):
-            raise SuiteError(f"{suite_path}: \"{table}\".\"expectations\" must be a list of {{type, kwargs, meta}}")
+        if not isinstance(expectations, list) or any(
+            "type" not in item or "kwargs" not in item for item in expectations
+        ):
+            raise SuiteError(
+                f'{suite_path}: "{table}"."expectations" must be a list of {{type, kwargs, meta}}'
+            )
     return suite
 
 
 # ---------------------------------------------------------------- running the checkpoint
 
 
-def run_checkpoint(report_dir: str | os.PathLike, suite: dict, project_dir: str | os.PathLike) -> CheckOutcome:
+def run_checkpoint(
+    report_dir: str | os.PathLike, suite: dict, project_dir: str | os.PathLike
+) -> CheckOutcome:
     """Validate the report's two tables against the suite through one Checkpoint."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -190,7 +251,9 @@ def run_checkpoint(report_dir: str | os.PathLike, suite: dict, project_dir: str 
     context.enable_analytics(False)
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     context.variables.save()
-    source = context.data_sources.add_or_update_pandas_filesystem(name="image_audit", base_directory=str(report.absolute()))
+    source = context.data_sources.add_or_update_pandas_filesystem(
+        name="image_audit", base_directory=str(report.absolute())
+    )
     definitions = []
     for table in ("files", "classes"):
         asset = source.add_csv_asset(name=table)
@@ -198,11 +261,17 @@ def run_checkpoint(report_dir: str | os.PathLike, suite: dict, project_dir: str 
         expectation_suite = gx.ExpectationSuite(name=f"image_audit_{table}")
         for item in suite[table]["expectations"]:
             expectation_suite.add_expectation_configuration(
-                ExpectationConfiguration(type=item["type"], kwargs=item["kwargs"], meta=item.get("meta", {}))
+                ExpectationConfiguration(
+                    type=item["type"], kwargs=item["kwargs"], meta=item.get("meta", {})
+                )
             )
         expectation_suite = context.suites.add_or_update(expectation_suite)
         definitions.append(
-            context.validation_definitions.add_or_update(gx.ValidationDefinition(data=batch, suite=expectation_suite, name=f"image_audit_{table}"))
+            context.validation_definitions.add_or_update(
+                gx.ValidationDefinition(
+                    data=batch, suite=expectation_suite, name=f"image_audit_{table}"
+                )
+            )
         )
     checkpoint = context.checkpoints.add_or_update(
         gx.Checkpoint(
@@ -219,7 +288,10 @@ def run_checkpoint(report_dir: str | os.PathLike, suite: dict, project_dir: str 
         results[table] = validation.to_json_dict()
         outcomes.extend(_outcome(table, item) for item in validation.results)
     validation_path = report / "validation_result.json"
-    validation_path.write_text(json.dumps({"success": result.success, "validations": results}, indent=2, default=str) + "\n")
+    validation_path.write_text(
+        json.dumps({"success": result.success, "validations": results}, indent=2, default=str)
+        + "\n"
+    )
     site = project / "gx" / "uncommitted" / "data_docs" / "local_site"
     pages = sorted(site.glob("validations/**/*.html"))
     return CheckOutcome(bool(result.success), outcomes, validation_path, site / "index.html", pages)
@@ -229,10 +301,17 @@ def _outcome(table: str, item) -> ExpectationOutcome:
     config = item.expectation_config
     result = item.result or {}
     key_column = "path" if table == "files" else "class"
-    offending = [str(entry.get(key_column)) for entry in (result.get("unexpected_index_list") or [])[:MAX_LISTED] if isinstance(entry, dict)]
+    offending = [
+        str(entry.get(key_column))
+        for entry in (result.get("unexpected_index_list") or [])[:MAX_LISTED]
+        if isinstance(entry, dict)
+    ]
     observed = result.get("observed_value")
     if config.type == "expect_column_distinct_values_to_equal_set":  # what is missing, what is new
-        missing, extra = result.get("partial_missing_list") or [], result.get("partial_unexpected_list") or []
+        missing, extra = (
+            result.get("partial_missing_list") or [],
+            result.get("partial_unexpected_list") or [],
+        )
         observed = f"missing: {', '.join(map(str, missing)) or 'none'}; new: {', '.join(map(str, extra)) or 'none'}"
         offending = [str(value) for value in [*missing, *extra]]
     elif observed is None and "unexpected_count" in result:

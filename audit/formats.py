@@ -108,7 +108,11 @@ def sniff(head: bytes) -> Container | None:
         return _CONTAINERS["qoi"]
     if len(head) >= 3 and head[0:1] == b"P" and head[1:2] in b"1234567" and head[2:3].isspace():
         return _CONTAINERS["pnm"]
-    if head[:4] in (b"\x00\x00\x01\x00", b"\x00\x00\x02\x00") and len(head) >= 6 and head[4:6] != b"\x00\x00":
+    if (
+        head[:4] in (b"\x00\x00\x01\x00", b"\x00\x00\x02\x00")
+        and len(head) >= 6
+        and head[4:6] != b"\x00\x00"
+    ):
         return _CONTAINERS["ico"]
     if head.startswith(b"8BPS"):
         return _CONTAINERS["psd"]

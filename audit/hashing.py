@@ -30,7 +30,20 @@ def grayscale(image: Image.Image) -> Image.Image:
         values = np.asarray(image, dtype=np.float64)
         peak = 65535.0 if values.max(initial=0) > 255 else 255.0
         return Image.fromarray(np.clip(values * (255.0 / peak), 0, 255).astype(np.uint8), "L")
-    if image.mode in ("1", "P", "RGB", "RGBA", "LA", "CMYK", "YCbCr", "LAB", "HSV", "PA", "La", "RGBa"):
+    if image.mode in (
+        "1",
+        "P",
+        "RGB",
+        "RGBA",
+        "LA",
+        "CMYK",
+        "YCbCr",
+        "LAB",
+        "HSV",
+        "PA",
+        "La",
+        "RGBa",
+    ):
         try:
             return image.convert("L")
         except ValueError:

@@ -60,8 +60,17 @@ def append(path: str | os.PathLike, run: Run) -> int:
         connection.execute("BEGIN IMMEDIATE")
         cursor = connection.execute(
             "INSERT INTO runs (time_utc, dataset, suite, success, files, usable, errors, expectations, state) VALUES (?,?,?,?,?,?,?,?,?)",
-            (run.time_utc, run.dataset, run.suite, int(run.success), run.files, run.usable, run.errors,
-             json.dumps(run.expectations), json.dumps(run.state)),
+            (
+                run.time_utc,
+                run.dataset,
+                run.suite,
+                int(run.success),
+                run.files,
+                run.usable,
+                run.errors,
+                json.dumps(run.expectations),
+                json.dumps(run.state),
+            ),
         )
         connection.execute("COMMIT")
         return int(cursor.lastrowid)
@@ -69,7 +78,9 @@ def append(path: str | os.PathLike, run: Run) -> int:
         connection.close()
 
 
-def runs(path: str | os.PathLike, dataset: str | None = None, limit: int | None = None) -> list[Run]:
+def runs(
+    path: str | os.PathLike, dataset: str | None = None, limit: int | None = None
+) -> list[Run]:
     """Runs, oldest first (the last `limit` ones), for one dataset or all."""
     history = Path(path)
     if not history.is_file():
@@ -86,7 +97,18 @@ def runs(path: str | os.PathLike, dataset: str | None = None, limit: int | None 
     finally:
         connection.close()
     return [
-        Run(row[0], row[1], row[2], row[3], bool(row[4]), row[5], row[6], row[7], json.loads(row[8]), json.loads(row[9]))
+        Run(
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            bool(row[4]),
+            row[5],
+            row[6],
+            row[7],
+            json.loads(row[8]),
+            json.loads(row[9]),
+        )
         for row in reversed(rows)
     ]
 
@@ -105,13 +127,24 @@ def changes(previous: Run | None, current: Run) -> list[str]:
     for name in sorted(set(before) & set(after)):
         if before[name] != after[name]:
             lines.append(f"{name}: {before[name]} -> {after[name]} usable images")
-    new_errors = sorted(set(current.state.get("error_files", [])) - set(previous.state.get("error_files", [])))
-    fixed = sorted(set(previous.state.get("error_files", [])) - set(current.state.get("error_files", [])))
+    new_errors = sorted(
+        set(current.state.get("error_files", [])) - set(previous.state.get("error_files", []))
+    )
+    fixed = sorted(
+        set(previous.state.get("error_files", [])) - set(current.state.get("error_files", []))
+    )
     if new_errors:
-        lines.append(f"{len(new_errors)} new file(s) with errors: {', '.join(new_errors[:10])}" + (" ..." if len(new_errors) > 10 else ""))
+        lines.append(
+            f"{len(new_errors)} new file(s) with errors: {', '.join(new_errors[:10])}"
+            + (" ..." if len(new_errors) > 10 else "")
+        )
     if fixed:
         lines.append(f"{len(fixed)} file(s) no longer with errors")
-    flipped = [key for key, passed in current.expectations.items() if previous.expectations.get(key, passed) != passed]
+    flipped = [
+        key
+        for key, passed in current.expectations.items()
+        if previous.expectations.get(key, passed) != passed
+    ]
     for key in flipped:
         lines.append(f"{key}: {'now passes' if current.expectations[key] else 'now fails'}")
     return lines or ["no change since the previous check"]
@@ -121,7 +154,9 @@ def trend_table(history_runs: list[Run]) -> str:
     """The text `python -m audit history ROOT` prints."""
     if not history_runs:
         return "No check recorded for this dataset yet."
-    lines = [f"{'#':>4}  {'time (UTC)':20s}  {'result':6s}  {'files':>7s}  {'usable':>7s}  {'errors':>6s}  failed expectations"]
+    lines = [
+        f"{'#':>4}  {'time (UTC)':20s}  {'result':6s}  {'files':>7s}  {'usable':>7s}  {'errors':>6s}  failed expectations"
+    ]
     for run in history_runs:
         failed = [key for key, passed in run.expectations.items() if not passed]
         lines.append(

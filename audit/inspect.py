@@ -96,7 +96,9 @@ def inspect_file(entry: FileEntry, max_pixels: int) -> Facts:
                     return _inspect_bytes(entry, data, info, max_pixels)
             return _inspect_bytes(entry, handle.read(), info, max_pixels)
     except OSError as error:
-        return Facts(entry.relpath, entry.label, read_error=f"cannot read: {error.strerror or error}")
+        return Facts(
+            entry.relpath, entry.label, read_error=f"cannot read: {error.strerror or error}"
+        )
 
 
 def _inspect_bytes(entry: FileEntry, data, info: os.stat_result, max_pixels: int) -> Facts:
@@ -134,7 +136,9 @@ def _decode(data, structure: containers.Structure, max_pixels: int) -> dict:
         except Exception as error:  # any parser error on hostile bytes is a finding
             return {"open_error": _describe(error)}
         with image:
-            observed.update(format=image.format or "", mode=image.mode, width=image.width, height=image.height)
+            observed.update(
+                format=image.format or "", mode=image.mode, width=image.width, height=image.height
+            )
             observed["orientation"] = _orientation(image)
             if image.width * image.height > max_pixels:
                 return observed  # a decompression bomb is never decoded

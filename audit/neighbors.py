@@ -47,7 +47,9 @@ class Pairs:
         return Pairs(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.uint8))
 
 
-def pairs_within(hashes: np.ndarray, radius: int, method: str = "auto", threads: int | None = None) -> Pairs:
+def pairs_within(
+    hashes: np.ndarray, radius: int, method: str = "auto", threads: int | None = None
+) -> Pairs:
     """All pairs i < j with popcount(hashes[i] ^ hashes[j]) <= radius, exactly.
 
     hashes: uint64 array (duplicates allowed; identical values pair at distance 0).
@@ -89,7 +91,11 @@ def _brute(hashes: np.ndarray, radius: int, block: int = 1024) -> Pairs:
         distances.append(distance[first[keep], offset[keep]].astype(np.uint8))
     if not firsts:
         return Pairs.empty()
-    return Pairs(np.concatenate(firsts).astype(np.int64), np.concatenate(seconds).astype(np.int64), np.concatenate(distances))
+    return Pairs(
+        np.concatenate(firsts).astype(np.int64),
+        np.concatenate(seconds).astype(np.int64),
+        np.concatenate(distances),
+    )
 
 
 # ---------------------------------------------------------------- multi-index hashing
@@ -118,7 +124,9 @@ def _mih(hashes: np.ndarray, radius: int, threads: int) -> Pairs:
         shares = [patterns[index::threads] for index in range(threads)]
         with ThreadPoolExecutor(threads) as pool:
             found = pool.map(
-                lambda share: kernel(sorted_hashes, order, starts, present, share, radius, sub_radius, block),
+                lambda share: kernel(
+                    sorted_hashes, order, starts, present, share, radius, sub_radius, block
+                ),
                 shares,
             )
             results.extend(found)

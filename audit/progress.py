@@ -40,7 +40,9 @@ class Progress:
             self.stream.write(line)
             self._last_line = line
         else:
-            self.stream.write(f"{self.label}: {done}/{total} files ({fraction:.0%}), {rate:.0f} files/s\n")
+            self.stream.write(
+                f"{self.label}: {done}/{total} files ({fraction:.0%}), {rate:.0f} files/s\n"
+            )
         self.stream.flush()
 
     def close(self) -> None:
@@ -50,5 +52,7 @@ class Progress:
             self.stream.flush()
         elapsed = time.monotonic() - self.started
         if self._total:
-            self.stream.write(f"{self.label}: {self._done} files in {elapsed:.1f}s ({self._done / max(elapsed, 1e-9):.0f} files/s)\n")
+            self.stream.write(
+                f"{self.label}: {self._done} files in {elapsed:.1f}s ({self._done / max(elapsed, 1e-9):.0f} files/s)\n"
+            )
             self.stream.flush()

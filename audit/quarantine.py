@@ -48,13 +48,17 @@ class Move:
     reason: str
 
 
-def select(report_dir: str | os.PathLike, codes: list[str] | None = None, severity: str | None = None) -> list[dict]:
+def select(
+    report_dir: str | os.PathLike, codes: list[str] | None = None, severity: str | None = None
+) -> list[dict]:
     """images.csv rows chosen by issue codes, or by severity (at or above); default: errors."""
     if codes and severity:
         raise ValueError("choose files by --codes or by --severity, not both")
     unknown = [code for code in codes or [] if code not in CODES]
     if unknown:
-        raise ValueError(f"unknown issue code(s) {', '.join(unknown)}; known: {', '.join(sorted(CODES))}")
+        raise ValueError(
+            f"unknown issue code(s) {', '.join(unknown)}; known: {', '.join(sorted(CODES))}"
+        )
     severity = severity or ("error" if not codes else None)
     if severity is not None and severity not in ("error", "warning", "info"):
         raise ValueError(f"severity must be error, warning or info; got {severity!r}")
@@ -62,13 +66,19 @@ def select(report_dir: str | os.PathLike, codes: list[str] | None = None, severi
     if codes:
         wanted = set(codes)
         return [row for row in rows if wanted & set(filter(None, row["issues"].split(";")))]
-    return [row for row in rows if row["severity"] != "ok" and SEVERITY_RANK[row["severity"]] >= SEVERITY_RANK[severity]]
+    return [
+        row
+        for row in rows
+        if row["severity"] != "ok" and SEVERITY_RANK[row["severity"]] >= SEVERITY_RANK[severity]
+    ]
 
 
 def _rows(report: Path) -> list[dict]:
     path = report / "images.csv"
     if not path.is_file():
-        raise ValueError(f"no images.csv in {report}: run `python -m audit scan ROOT --out {report}` first")
+        raise ValueError(
+            f"no images.csv in {report}: run `python -m audit scan ROOT --out {report}` first"
+        )
     return list(csv.DictReader(open(path, encoding="utf-8", newline="")))
 
 
@@ -94,7 +104,11 @@ def quarantine(
     if missing:
         raise QuarantineRefused(f"not in the report: {', '.join(missing[:5])}")
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    target_dir = Path(destination).expanduser().absolute() if destination else (report / f"quarantine-{stamp}").absolute()
+    target_dir = (
+        Path(destination).expanduser().absolute()
+        if destination
+        else (report / f"quarantine-{stamp}").absolute()
+    )
     if target_dir.resolve() == root.resolve() or root.resolve() in target_dir.resolve().parents:
         raise QuarantineRefused(f"the quarantine folder {target_dir} is inside the dataset {root}")
 
@@ -108,15 +122,27 @@ def quarantine(
             changed.append(relpath)
         if target.exists():
             occupied.append(str(target))
-        plan.append(Move(str(original), relpath, str(target), row["sha256"], int(row["bytes"]), int(row["mtime_ns"] or 0),
-                         row["issues"], row.get("reasons", "")))
+        plan.append(
+            Move(
+                str(original),
+                relpath,
+                str(target),
+                row["sha256"],
+                int(row["bytes"]),
+                int(row["mtime_ns"] or 0),
+                row["issues"],
+                row.get("reasons", ""),
+            )
+        )
     if changed:
         raise QuarantineRefused(
             f"{len(changed)} file(s) changed since the report (e.g. {', '.join(changed[:5])}); "
             "nothing was moved. Re-run the scan, then quarantine from the new report."
         )
     if occupied:
-        raise QuarantineRefused(f"destination(s) already exist (e.g. {', '.join(occupied[:3])}); nothing was moved")
+        raise QuarantineRefused(
+            f"destination(s) already exist (e.g. {', '.join(occupied[:3])}); nothing was moved"
+        )
     manifest = target_dir / MANIFEST_NAME
     if dry_run:
         return manifest, plan
@@ -135,7 +161,11 @@ def restore(manifest_path: str | os.PathLike, dry_run: bool = False) -> list[Mov
     manifest = Path(manifest_path)
     if not manifest.is_file():
         raise QuarantineRefused(f"no manifest at {manifest}")
-    moves = [Move(**json.loads(line)) for line in manifest.read_text(encoding="utf-8").splitlines() if line.strip()]
+    moves = [
+        Move(**json.loads(line))
+        for line in manifest.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
     taken = [move.original for move in moves if Path(move.original).exists()]
     if taken:
         raise QuarantineRefused(
@@ -143,7 +173,11 @@ def restore(manifest_path: str | os.PathLike, dry_run: bool = False) -> list[Mov
             "(already restored? a new file there?)"
         )
     absent = [move.quarantined for move in moves if not Path(move.quarantined).is_file()]
-    altered = [move.quarantined for move in moves if move.quarantined not in absent and _sha256(Path(move.quarantined)) != move.sha256]
+    altered = [
+        move.quarantined
+        for move in moves
+        if move.quarantined not in absent and _sha256(Path(move.quarantined)) != move.sha256
+    ]
     if absent or altered:
         raise QuarantineRefused(
             f"quarantined files missing ({len(absent)}) or altered ({len(altered)}), e.g. {', '.join((absent + altered)[:3])}; "
@@ -157,7 +191,9 @@ def restore(manifest_path: str | os.PathLike, dry_run: bool = False) -> list[Mov
 
 def _safe_relative(relpath: str) -> PurePosixPath:
     """A path inside the quarantine folder: '..' segments (files of --against) become '__up__'."""
-    return PurePosixPath(*("__up__" if part == ".." else part for part in PurePosixPath(relpath).parts))
+    return PurePosixPath(
+        *("__up__" if part == ".." else part for part in PurePosixPath(relpath).parts)
+    )
 
 
 def _changed_since_report(path: Path, row: dict) -> bool:
@@ -193,8 +229,12 @@ def _move_verified(source: Path, target: Path, sha256: str) -> None:
             os.fsync(handle.fileno())
         if sha256 and _sha256(target) != sha256:
             target.unlink()
-            raise QuarantineRefused(f"the copy of {source} does not match its sha256; the original was left in place")
+            raise QuarantineRefused(
+                f"the copy of {source} does not match its sha256; the original was left in place"
+            )
         source.unlink()
         return
     if sha256 and _sha256(target) != sha256:
-        raise QuarantineRefused(f"{target} does not match its sha256 after the move; check the disk")
+        raise QuarantineRefused(
+            f"{target} does not match its sha256 after the move; check the disk"
+        )

@@ -51,8 +51,24 @@ class FileRecord:
 
     def __reduce__(self):
         # Records are pickled twice per scan (spool, cache): a constructor call loads fastest.
-        return (FileRecord, (self.path, self.label, self.bytes, self.format, self.mode, self.width, self.height,
-                             self.sha256, self.phash, self.mtime_ns, self.findings, self.split, self.phash_zoom))
+        return (
+            FileRecord,
+            (
+                self.path,
+                self.label,
+                self.bytes,
+                self.format,
+                self.mode,
+                self.width,
+                self.height,
+                self.sha256,
+                self.phash,
+                self.mtime_ns,
+                self.findings,
+                self.split,
+                self.phash_zoom,
+            ),
+        )
 
     @property
     def usable(self) -> bool:

@@ -27,7 +27,23 @@ from audit.codes import CODES, DATASET_CODES, SEVERITIES, SEVERITY_RANK, at_or_a
 from audit.records import DatasetFinding, FileRecord, merge_findings
 from audit.thumbnails import Thumbnailer
 
-IMAGES_COLUMNS = ("path", "label", "split", "bytes", "format", "mode", "width", "height", "sha256", "phash", "severity", "issues", "reasons", "phash_zoom", "mtime_ns")
+IMAGES_COLUMNS = (
+    "path",
+    "label",
+    "split",
+    "bytes",
+    "format",
+    "mode",
+    "width",
+    "height",
+    "sha256",
+    "phash",
+    "severity",
+    "issues",
+    "reasons",
+    "phash_zoom",
+    "mtime_ns",
+)
 FINDINGS_COLUMNS = ("path", "label", "severity", "code", "reason")
 DUPLICATES_COLUMNS = ("group", "kind", "path", "label", "split", "distance", "keeper")
 
@@ -81,7 +97,9 @@ class _Collector:
         self.info_rows: list[FileRecord] = []
         self.info_total = 0
         self.samples: dict[str, list[FileRecord]] = {name: [] for name in classes}
-        self._samples_per_class = max(1, min(SAMPLES_PER_CLASS, MAX_SAMPLES // max(len(classes), 1)))
+        self._samples_per_class = max(
+            1, min(SAMPLES_PER_CLASS, MAX_SAMPLES // max(len(classes), 1))
+        )
         self.points: list[tuple[int, int, bool]] = []
         self._point_stride = max(1, total // MAX_SCATTER_POINTS)
         self._outlier_rows = outlier_rows
@@ -105,8 +123,14 @@ class _Collector:
         if severity == "error":
             for finding in record.findings:
                 if finding.severity == "error":
-                    self.error_lines.append(f"error: {record.path}: {finding.code}: {finding.reason}")
-        if usable and severity in ("ok", "info") and len(self.samples[record.label]) < self._samples_per_class:
+                    self.error_lines.append(
+                        f"error: {record.path}: {finding.code}: {finding.reason}"
+                    )
+        if (
+            usable
+            and severity in ("ok", "info")
+            and len(self.samples[record.label]) < self._samples_per_class
+        ):
             self.samples[record.label].append(record)
         if usable and record.width and record.height:
             outlier = row in self._outlier_rows
@@ -118,10 +142,16 @@ class _Collector:
         self.jfif["errors_kept"] += (not would_delete) and severity == "error"
 
 
-def write_reports(records: Iterable[FileRecord], extra_findings: dict[int, list], context: ReportContext) -> WrittenReports:
+def write_reports(
+    records: Iterable[FileRecord], extra_findings: dict[int, list], context: ReportContext
+) -> WrittenReports:
     """Write every report file into context.out; returns the summary and the paths."""
     out = context.out
-    outlier_rows = {row for row, found in extra_findings.items() if any(f.code == "resolution_outlier" for f in found)}
+    outlier_rows = {
+        row
+        for row, found in extra_findings.items()
+        if any(f.code == "resolution_outlier" for f in found)
+    }
     collector = _Collector(context.layout.classes, context.layout.file_count, outlier_rows)
     with _atomic(out / "images.csv") as images_file, _atomic(out / "findings.csv") as findings_file:
         images = csv.writer(images_file)
@@ -130,13 +160,17 @@ def write_reports(records: Iterable[FileRecord], extra_findings: dict[int, list]
         findings.writerow(FINDINGS_COLUMNS)
         for row, record in enumerate(records):
             if row in extra_findings:
-                record = replace(record, findings=merge_findings(record.findings, extra_findings[row]))
+                record = replace(
+                    record, findings=merge_findings(record.findings, extra_findings[row])
+                )
             # Severity and codes are derived from the findings: computed once per record here.
             codes = record.codes
             severity = worst_severity(codes)
             images.writerow(_image_row(record, severity, codes))
             for finding in record.findings:
-                findings.writerow((record.path, record.label, finding.severity, finding.code, finding.reason))
+                findings.writerow(
+                    (record.path, record.label, finding.severity, finding.code, finding.reason)
+                )
             collector.add(row, record, severity, codes)
     with _atomic(out / "duplicates.csv") as duplicates_file:
         writer = csv.DictWriter(duplicates_file, DUPLICATES_COLUMNS)
@@ -151,13 +185,22 @@ def write_reports(records: Iterable[FileRecord], extra_findings: dict[int, list]
         handle.write(render_html(summary, collector, context))
     with _atomic(out / "report.md") as handle:
         handle.write(render_markdown(summary, collector))
-    names = ("report.html", "report.md", "summary.json", "images.csv", "findings.csv", "duplicates.csv")
+    names = (
+        "report.html",
+        "report.md",
+        "summary.json",
+        "images.csv",
+        "findings.csv",
+        "duplicates.csv",
+    )
     return WrittenReports(summary, {name: out / name for name in names}, collector.error_lines)
 
 
 def matches_row(info: os.stat_result, row: dict) -> bool:
     """Whether a file's size and modification time are still those its images.csv row recorded."""
-    return str(info.st_size) == row["bytes"] and (not row.get("mtime_ns") or str(info.st_mtime_ns) == row["mtime_ns"])
+    return str(info.st_size) == row["bytes"] and (
+        not row.get("mtime_ns") or str(info.st_mtime_ns) == row["mtime_ns"]
+    )
 
 
 def _image_row(record: FileRecord, severity: str, codes: tuple[str, ...]) -> tuple:
@@ -183,8 +226,16 @@ def _image_row(record: FileRecord, severity: str, codes: tuple[str, ...]) -> tup
 def build_summary(collector: _Collector, context: ReportContext) -> dict:
     """The summary.json document (see README, "Report contract")."""
     balance = context.sections.get("balance", {})
-    worst_dataset = max((finding.severity for finding in context.dataset_findings), key=SEVERITY_RANK.get, default="ok")
-    worst_file = max((name for name, count in collector.severity_counts.items() if count), key=SEVERITY_RANK.get, default="ok")
+    worst_dataset = max(
+        (finding.severity for finding in context.dataset_findings),
+        key=SEVERITY_RANK.get,
+        default="ok",
+    )
+    worst_file = max(
+        (name for name, count in collector.severity_counts.items() if count),
+        key=SEVERITY_RANK.get,
+        default="ok",
+    )
     worst = max(worst_file, worst_dataset, key=SEVERITY_RANK.get)
     layout = context.layout
     return {
@@ -210,11 +261,23 @@ def build_summary(collector: _Collector, context: ReportContext) -> dict:
         "ignored_files": [{"path": item.relpath, "reason": item.reason} for item in layout.ignored],
         "stray_files": list(layout.stray_files),
         "dataset_findings": [
-            {"code": f.code, "severity": f.severity, "reason": f.reason, "subjects": list(f.subjects)}
+            {
+                "code": f.code,
+                "severity": f.severity,
+                "reason": f.reason,
+                "subjects": list(f.subjects),
+            }
             for f in context.dataset_findings
         ],
-        "thresholds": {**context.thresholds.as_dict(), "resolution_outlier": context.sections.get("resolution", {})},
-        "checks": {name: section for name, section in context.sections.items() if name not in ("balance", "resolution")},
+        "thresholds": {
+            **context.thresholds.as_dict(),
+            "resolution_outlier": context.sections.get("resolution", {}),
+        },
+        "checks": {
+            name: section
+            for name, section in context.sections.items()
+            if name not in ("balance", "resolution")
+        },
         "jfif_filter_comparison": {
             "description": "the Keras tutorial's filter deletes files without b'JFIF' in their first buffer",
             "would_delete": collector.jfif["would_delete"],
@@ -259,9 +322,15 @@ def render_html(summary: dict, collector: _Collector, context: ReportContext) ->
         return thumb_path(record.path)
 
     severity_order = {"error": 0, "warning": 1}
-    flagged = sorted(collector.flagged, key=lambda record: (severity_order[record.severity], record.path))
+    flagged = sorted(
+        collector.flagged, key=lambda record: (severity_order[record.severity], record.path)
+    )
     resolution = context.sections.get("resolution", {})
-    bounds = (resolution["lower_side_px"], resolution["upper_side_px"]) if "lower_side_px" in resolution else None
+    bounds = (
+        (resolution["lower_side_px"], resolution["upper_side_px"])
+        if "lower_side_px" in resolution
+        else None
+    )
     template = _environment.get_template("report.html.j2")
     return template.render(
         summary=summary,
@@ -269,8 +338,13 @@ def render_html(summary: dict, collector: _Collector, context: ReportContext) ->
         codes=CODES,
         dataset_codes=DATASET_CODES,
         issue_rows=_issue_rows(summary),
-        samples=[(name, [(record, thumb(record)) for record in records]) for name, records in collector.samples.items()],
-        duplicate_groups=_duplicate_groups(context.report_rows.get("duplicates.csv", []), thumb_path),
+        samples=[
+            (name, [(record, thumb(record)) for record in records])
+            for name, records in collector.samples.items()
+        ],
+        duplicate_groups=_duplicate_groups(
+            context.report_rows.get("duplicates.csv", []), thumb_path
+        ),
         duplicates=context.sections.get("duplicates", {}),
         flagged=[(record, thumb(record)) for record in flagged],
         flagged_total=collector.flagged_total,
@@ -298,7 +372,10 @@ def _duplicate_groups(rows: list[dict], thumb_path) -> list[dict]:
                 "conflict": len({member["label"] for member in members}) > 1,
                 "leak": len({member["split"] for member in members}) > 1,
                 "size": len(members),
-                "members": [{**member, "uri": thumb_path(member["path"])} for member in members[:MAX_MEMBERS_SHOWN]],
+                "members": [
+                    {**member, "uri": thumb_path(member["path"])}
+                    for member in members[:MAX_MEMBERS_SHOWN]
+                ],
             }
         )
     return shown
@@ -310,7 +387,9 @@ def _issue_rows(summary: dict) -> list[dict]:
         for code, count in summary["issue_counts"].items()
         if count
     ]
-    return sorted(rows, key=lambda row: (-SEVERITY_RANK[row["severity"]], -row["count"], row["code"]))
+    return sorted(
+        rows, key=lambda row: (-SEVERITY_RANK[row["severity"]], -row["count"], row["code"])
+    )
 
 
 def _verdict(summary: dict) -> str:
@@ -340,21 +419,33 @@ def render_markdown(summary: dict, collector: _Collector) -> str:
     issue_rows = _issue_rows(summary)
     if issue_rows:
         lines += ["## Issues", "", "| code | severity | files | meaning |", "|---|---|---:|---|"]
-        lines += [f"| `{row['code']}` | {row['severity']} | {row['count']} | {row['meaning']} |" for row in issue_rows]
+        lines += [
+            f"| `{row['code']}` | {row['severity']} | {row['count']} | {row['meaning']} |"
+            for row in issue_rows
+        ]
         lines.append("")
     if summary["dataset_findings"]:
         lines += ["## Dataset findings", ""]
-        lines += [f"- **{f['severity']}** `{f['code']}`: {_md(f['reason'])}" for f in summary["dataset_findings"]]
+        lines += [
+            f"- **{f['severity']}** `{f['code']}`: {_md(f['reason'])}"
+            for f in summary["dataset_findings"]
+        ]
         lines.append("")
     lines += ["## Classes", "", "| class | files | usable | share |", "|---|---:|---:|---:|"]
-    lines += [f"| {_md(c['name'])} | {c['files']} | {c['usable']} | {c['share'] * 100:.1f}% |" for c in summary["classes"]]
+    lines += [
+        f"| {_md(c['name'])} | {c['files']} | {c['usable']} | {c['share'] * 100:.1f}% |"
+        for c in summary["classes"]
+    ]
     lines.append("")
     errors = collector.error_lines[:50]
     if errors:
         lines += [f"## Errors (first {len(errors)} of {len(collector.error_lines)})", ""]
         lines += [f"- {_md(line.removeprefix('error: '))}" for line in errors]
         lines.append("")
-    lines += ["Full tables: `images.csv`, `findings.csv`, `duplicates.csv`; the page to read first: `report.html`.", ""]
+    lines += [
+        "Full tables: `images.csv`, `findings.csv`, `duplicates.csv`; the page to read first: `report.html`.",
+        "",
+    ]
     return "\n".join(lines)
 
 

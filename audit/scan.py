@@ -110,7 +110,9 @@ def scan(
                     progress(done, layout.file_count)
             if file_cache is not None:
                 file_cache.finish([layout.root] + [folder.path for folder in layout.folders])
-            sections, extra_findings, dataset_findings, report_rows = run_dataset_checks(table, thresholds)
+            sections, extra_findings, dataset_findings, report_rows = run_dataset_checks(
+                table, thresholds
+            )
             dataset_findings = layout_findings(layout) + dataset_findings
             spool.seek(0)
             context = report.ReportContext(
@@ -218,6 +220,7 @@ def run_dataset_checks(table: ScanTable, thresholds: Thresholds):
 
 
 # ---------------------------------------------------------------- per-file work
+
 
 def inspect_all(layout: Layout, engine, cache: ScanCache | None = None) -> Iterator[FileRecord]:
     """Records for every file of layout, in walk order.

@@ -29,7 +29,11 @@ def thumbnail_data_uri(path: str, max_pixels: int, side: int = THUMBNAIL_SIDE) -
                     return None  # never decode a decompression bomb, not even for a picture
                 image.draft("RGB", (side, side))
                 image.thumbnail((side, side))
-                picture = image.convert("RGBA").convert("RGB") if "A" in image.mode else image.convert("RGB")
+                picture = (
+                    image.convert("RGBA").convert("RGB")
+                    if "A" in image.mode
+                    else image.convert("RGB")
+                )
         buffer = io.BytesIO()
         picture.save(buffer, "JPEG", quality=80)
     except Exception:  # anything undecodable simply has no thumbnail

@@ -39,7 +39,9 @@ def photos(count: int) -> Path:
         for index in range(count):
             target = folder / f"class_{index % 10}" / f"img_{index:06d}.jpg"
             target.parent.mkdir(parents=True, exist_ok=True)
-            photo_like(int(rng.integers(160, 321)), int(rng.integers(120, 241)), seed=index).save(target, "JPEG", quality=88)
+            photo_like(int(rng.integers(160, 321)), int(rng.integers(120, 241)), seed=index).save(
+                target, "JPEG", quality=88
+            )
         (folder / ".complete").write_text("")
     return folder
 
@@ -51,7 +53,9 @@ def small_images(count: int) -> Path:
         for index in range(count):
             target = folder / f"class_{index % 20}" / f"{index:07d}.png"
             target.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(target, compress_level=1)
+            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(
+                target, compress_level=1
+            )
         (folder / ".complete").write_text("")
     return folder
 
@@ -85,8 +89,21 @@ def _tree_rss_kib(pid: int) -> tuple[int, int]:
 
 
 def run_scan(root: Path, out: Path, jobs: int, extra: list[str] | None = None) -> dict:
-    command = [sys.executable, "-m", "audit", "scan", str(root), "--out", str(out), "--jobs", str(jobs), "--quiet",
-               "--fail-on", "never", *(extra or [])]
+    command = [
+        sys.executable,
+        "-m",
+        "audit",
+        "scan",
+        str(root),
+        "--out",
+        str(out),
+        "--jobs",
+        str(jobs),
+        "--quiet",
+        "--fail-on",
+        "never",
+        *(extra or []),
+    ]
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
     peak_total = peak_single = 0
@@ -96,7 +113,11 @@ def run_scan(root: Path, out: Path, jobs: int, extra: list[str] | None = None) -
         time.sleep(0.05)
     if process.returncode != 0:
         raise SystemExit(f"scan failed with exit code {process.returncode}")
-    return {"seconds": time.perf_counter() - started, "peak_rss_total_mb": peak_total / 1024, "peak_rss_largest_mb": peak_single / 1024}
+    return {
+        "seconds": time.perf_counter() - started,
+        "peak_rss_total_mb": peak_total / 1024,
+        "peak_rss_largest_mb": peak_single / 1024,
+    }
 
 
 def main() -> None:
@@ -112,14 +133,22 @@ def main() -> None:
             cold = run_scan(root, Path(work) / "cold", args.jobs)
             warm = run_scan(root, Path(work) / "cold", args.jobs)
             ratio = warm["seconds"] / cold["seconds"]
-            print(f"{args.images:,} photo-like JPEGs: cold {cold['seconds']:.1f} s, warm {warm['seconds']:.2f} s "
-                  f"= {ratio:.1%} of cold (peak RSS cold {cold['peak_rss_total_mb']:.0f} MB)")
-            figures["cold_s"], figures["warm_s"], figures["warm_over_cold"] = round(cold["seconds"], 2), round(warm["seconds"], 2), round(ratio, 4)
+            print(
+                f"{args.images:,} photo-like JPEGs: cold {cold['seconds']:.1f} s, warm {warm['seconds']:.2f} s "
+                f"= {ratio:.1%} of cold (peak RSS cold {cold['peak_rss_total_mb']:.0f} MB)"
+            )
+            figures["cold_s"], figures["warm_s"], figures["warm_over_cold"] = (
+                round(cold["seconds"], 2),
+                round(warm["seconds"], 2),
+                round(ratio, 4),
+            )
         if args.rss_images:
             root = small_images(args.rss_images)
             memory = run_scan(root, Path(work) / "rss", args.jobs, ["--no-cache"])
-            print(f"{args.rss_images:,} small PNGs: {memory['seconds']:.1f} s, peak RSS {memory['peak_rss_total_mb']:.0f} MB "
-                  f"(all processes), {memory['peak_rss_largest_mb']:.0f} MB (largest process)")
+            print(
+                f"{args.rss_images:,} small PNGs: {memory['seconds']:.1f} s, peak RSS {memory['peak_rss_total_mb']:.0f} MB "
+                f"(all processes), {memory['peak_rss_largest_mb']:.0f} MB (largest process)"
+            )
             figures.update({f"rss_{key}": round(value, 1) for key, value in memory.items()})
     print(json.dumps(figures))
 

@@ -54,7 +54,9 @@ def build(folder: Path, originals: int, distractors: int) -> dict[str, str]:
     rng = np.random.default_rng(77)
     source_of = {}
     for number in range(originals + distractors):
-        picture = photo_like(int(rng.integers(256, 421)), int(rng.integers(200, 321)), seed=50_000 + number)
+        picture = photo_like(
+            int(rng.integers(256, 421)), int(rng.integers(200, 321)), seed=50_000 + number
+        )
         name = f"{number:05d}_original.jpg"
         picture.save(target / name, "JPEG", quality=95)
         source_of[name] = str(number)
@@ -70,7 +72,11 @@ def truth_pairs(source_of: dict[str, str]) -> set[tuple[str, str]]:
     by_source: dict[str, list[str]] = {}
     for name, source in source_of.items():
         by_source.setdefault(source, []).append(name)
-    return {tuple(sorted(pair)) for names in by_source.values() for pair in itertools.combinations(names, 2)}
+    return {
+        tuple(sorted(pair))
+        for names in by_source.values()
+        for pair in itertools.combinations(names, 2)
+    }
 
 
 def score(predicted: set, truth: set, source_of: dict[str, str]) -> dict:
@@ -81,7 +87,10 @@ def score(predicted: set, truth: set, source_of: dict[str, str]) -> dict:
     per_transform = {}
     for transform_name in TRANSFORMS:
         copies = [name for name in source_of if name.endswith(f"_{transform_name}.jpg")]
-        found = sum(tuple(sorted((name, name.split("_")[0] + "_original.jpg"))) in predicted for name in copies)
+        found = sum(
+            tuple(sorted((name, name.split("_")[0] + "_original.jpg"))) in predicted
+            for name in copies
+        )
         per_transform[transform_name] = round(found / len(copies), 3) if copies else None
     return {
         "pairs_predicted": len(predicted),
@@ -100,40 +109,60 @@ def this_project(folder: Path, out: Path) -> tuple[set, float]:
     groups: dict[str, list[str]] = {}
     for row in csv.DictReader(open(out / "duplicates.csv", encoding="utf-8")):
         groups.setdefault(row["group"], []).append(row["path"].split("/", 1)[1])
-    pairs = {tuple(sorted(pair)) for names in groups.values() for pair in itertools.combinations(names, 2)}
+    pairs = {
+        tuple(sorted(pair))
+        for names in groups.values()
+        for pair in itertools.combinations(names, 2)
+    }
     return pairs, elapsed
 
 
 def imagededup(python: str, folder: Path) -> tuple[set, float]:
     started = time.perf_counter()
-    done = subprocess.run([python, "-c", IMAGEDEDUP_SNIPPET, str(folder / "all")], capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [python, "-c", IMAGEDEDUP_SNIPPET, str(folder / "all")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     elapsed = time.perf_counter() - started
     found = json.loads(done.stdout.strip().splitlines()[-1])
-    return {tuple(sorted((name, other))) for name, others in found.items() for other in others}, elapsed
+    return {
+        tuple(sorted((name, other))) for name, others in found.items() for other in others
+    }, elapsed
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--originals", type=int, default=200)
     parser.add_argument("--distractors", type=int, default=400)
-    parser.add_argument("--imagededup-python", help="a Python with imagededup installed (make bench-env)")
+    parser.add_argument(
+        "--imagededup-python", help="a Python with imagededup installed (make bench-env)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as work:
         folder = Path(work) / "data"
         source_of = build(folder, args.originals, args.distractors)
         truth = truth_pairs(source_of)
-        print(f"{len(source_of)} images: {args.originals} originals x {len(TRANSFORMS)} transforms + "
-              f"{args.distractors} distractors; {len(truth)} true duplicate pairs")
+        print(
+            f"{len(source_of)} images: {args.originals} originals x {len(TRANSFORMS)} transforms + "
+            f"{args.distractors} distractors; {len(truth)} true duplicate pairs"
+        )
         ours, seconds = this_project(folder, Path(work) / "out")
         results = {"image-audit": {**score(ours, truth, source_of), "seconds": round(seconds, 1)}}
         if args.imagededup_python:
             theirs, seconds = imagededup(args.imagededup_python, folder)
-            results["imagededup PHash t=10"] = {**score(theirs, truth, source_of), "seconds": round(seconds, 1)}
+            results["imagededup PHash t=10"] = {
+                **score(theirs, truth, source_of),
+                "seconds": round(seconds, 1),
+            }
         else:
             print("imagededup not measured: pass --imagededup-python (see `make bench-env`)")
     for tool, figures in results.items():
-        print(f"{tool:24s} precision {figures['precision']:.3f}  recall {figures['recall']:.3f}  F1 {figures['f1']:.3f}  "
-              f"({figures['pairs_predicted']} pairs, {figures['seconds']} s)")
+        print(
+            f"{tool:24s} precision {figures['precision']:.3f}  recall {figures['recall']:.3f}  F1 {figures['f1']:.3f}  "
+            f"({figures['pairs_predicted']} pairs, {figures['seconds']} s)"
+        )
         print(f"{'':24s} recall by transform: {figures['recall_by_transform']}")
     print(json.dumps(results))
 

@@ -52,20 +52,38 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--jobs", type=int, default=default_jobs())
-    parser.add_argument("--folder", type=Path, help="scan this dataset instead of the generated one")
-    parser.add_argument("--repeat", type=int, default=3, help="runs; the best and the median are printed")
+    parser.add_argument(
+        "--folder", type=Path, help="scan this dataset instead of the generated one"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="runs; the best and the median are printed"
+    )
     args = parser.parse_args()
 
     cache = Path(tempfile.gettempdir()) / "image-audit-bench" / f"photos-{args.images}"
     root = args.folder or generate(cache, args.images)
     files = sum(1 for _ in root.rglob("*") if _.is_file() and not _.name.startswith("."))
     size_mb = sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) / 1e6
-    print(f"dataset: {root} ({files} files, {size_mb:.1f} MB), jobs={args.jobs}, cpus={os.cpu_count()}")
+    print(
+        f"dataset: {root} ({files} files, {size_mb:.1f} MB), jobs={args.jobs}, cpus={os.cpu_count()}"
+    )
     cli, in_process = [], []
     with tempfile.TemporaryDirectory() as out:
         for run in range(args.repeat):
-            command = [sys.executable, "-m", "audit", "scan", str(root), "--out", f"{out}/cli{run}",
-                       "--jobs", str(args.jobs), "--quiet", "--fail-on", "never"]
+            command = [
+                sys.executable,
+                "-m",
+                "audit",
+                "scan",
+                str(root),
+                "--out",
+                f"{out}/cli{run}",
+                "--jobs",
+                str(args.jobs),
+                "--quiet",
+                "--fail-on",
+                "never",
+            ]
             started = time.perf_counter()
             subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
             cli.append(files / (time.perf_counter() - started))
@@ -76,11 +94,20 @@ def main() -> None:
             in_process.append(result.summary["files"] / (time.perf_counter() - started))
             print(f"in-process run {run + 1}: {in_process[-1]:,.0f} images/s")
     ceiling = decode_ceiling(root, args.jobs)
-    print(f"decode ceiling (Pillow draft decode only, {args.jobs} processes): {ceiling:,.0f} images/s")
-    print(json.dumps({"images": files, "jobs": args.jobs,
-                      "cli_median_images_per_s": round(median(cli)),
-                      "in_process_median_images_per_s": round(median(in_process)),
-                      "decode_ceiling_images_per_s": round(ceiling)}))
+    print(
+        f"decode ceiling (Pillow draft decode only, {args.jobs} processes): {ceiling:,.0f} images/s"
+    )
+    print(
+        json.dumps(
+            {
+                "images": files,
+                "jobs": args.jobs,
+                "cli_median_images_per_s": round(median(cli)),
+                "in_process_median_images_per_s": round(median(in_process)),
+                "decode_ceiling_images_per_s": round(ceiling),
+            }
+        )
+    )
 
 
 def median(values: list[float]) -> float:

@@ -58,14 +58,20 @@ def real_photo_hashes(count: int) -> np.ndarray:
     from audit.hashing import phash
 
     photos = [Image.fromarray(load_sample_image(name)) for name in ("china.jpg", "flower.jpg")]
-    digits = [Image.fromarray((pixels * 255 / 16).astype(np.uint8)).resize((32, 32)) for pixels in load_digits().images]
+    digits = [
+        Image.fromarray((pixels * 255 / 16).astype(np.uint8)).resize((32, 32))
+        for pixels in load_digits().images
+    ]
     rng = np.random.default_rng(5)
     hashes = np.empty(count, dtype=np.uint64)
     for index in range(count):
         source = photos[index % 2] if index % 4 else digits[int(rng.integers(len(digits)))]
         width, height = source.size
         crop_w, crop_h = int(width * rng.uniform(0.15, 1.0)), int(height * rng.uniform(0.15, 1.0))
-        left, top = int(rng.integers(0, width - crop_w + 1)), int(rng.integers(0, height - crop_h + 1))
+        left, top = (
+            int(rng.integers(0, width - crop_w + 1)),
+            int(rng.integers(0, height - crop_h + 1)),
+        )
         picture = source.crop((left, top, left + crop_w, top + crop_h))
         if rng.random() < 0.5:
             picture = picture.transpose(Image.Transpose.FLIP_LEFT_RIGHT)

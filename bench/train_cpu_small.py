@@ -24,7 +24,9 @@ from audit.scan import scan  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs-dir", type=Path, default=Path(tempfile.gettempdir()) / "image-audit-bench" / "runs")
+    parser.add_argument(
+        "--runs-dir", type=Path, default=Path(tempfile.gettempdir()) / "image-audit-bench" / "runs"
+    )
     args = parser.parse_args()
     work = Path(tempfile.gettempdir()) / "image-audit-bench" / "demo"
     root, report = work / "dataset", work / "report"
@@ -33,13 +35,28 @@ def main() -> None:
     if not (report / "summary.json").exists():
         scan(root, report, fail_on="never")
     run_id = time.strftime("cpu-small-%Y%m%d-%H%M%S")
-    command = [sys.executable, "-m", "train", "run", str(root), "--report", str(report), "--preset", "cpu-small",
-               "--runs-dir", str(args.runs_dir), "--run-id", run_id]
+    command = [
+        sys.executable,
+        "-m",
+        "train",
+        "run",
+        str(root),
+        "--report",
+        str(report),
+        "--preset",
+        "cpu-small",
+        "--runs-dir",
+        str(args.runs_dir),
+        "--run-id",
+        run_id,
+    ]
     started = time.perf_counter()
     done = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     elapsed = time.perf_counter() - started
     print(done.stdout)
-    print(f"exit code {done.returncode}; wall time {elapsed / 60:.1f} min ({elapsed:.0f} s); run folder {args.runs_dir / run_id}")
+    print(
+        f"exit code {done.returncode}; wall time {elapsed / 60:.1f} min ({elapsed:.0f} s); run folder {args.runs_dir / run_id}"
+    )
 
 
 if __name__ == "__main__":

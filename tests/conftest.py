@@ -42,7 +42,12 @@ def tree_fingerprint(root: Path, directory_times: bool = True) -> dict[str, tupl
             is_file = path.is_file() and not path.is_symlink()
             digest = hashlib.sha256(path.read_bytes()).hexdigest() if is_file else None
             if is_file or directory_times:
-                fingerprint[str(path.relative_to(root))] = (info.st_mode, info.st_size, info.st_mtime_ns, digest)
+                fingerprint[str(path.relative_to(root))] = (
+                    info.st_mode,
+                    info.st_size,
+                    info.st_mtime_ns,
+                    digest,
+                )
             else:
                 fingerprint[str(path.relative_to(root))] = (info.st_mode,)
     return fingerprint
@@ -51,5 +56,9 @@ def tree_fingerprint(root: Path, directory_times: bool = True) -> dict[str, tupl
 @pytest.fixture
 def small_dataset(tmp_path: Path) -> Path:
     """Three clean classes of small distinct JPEGs."""
-    files = {f"{label}/{label}_{index}.jpg": jpeg(seed=100 * number + index) for number, label in enumerate(("cat", "dog", "fox")) for index in range(4)}
+    files = {
+        f"{label}/{label}_{index}.jpg": jpeg(seed=100 * number + index)
+        for number, label in enumerate(("cat", "dog", "fox"))
+        for index in range(4)
+    }
     return write_dataset(tmp_path / "data", files)

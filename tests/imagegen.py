@@ -26,10 +26,15 @@ def photo_like(width: int = 64, height: int = 48, seed: int = 0, mode: str = "RG
     draw = ImageDraw.Draw(image)
     for _ in range(4):
         x0, y0 = rng.integers(0, width), rng.integers(0, height)
-        x1, y1 = x0 + rng.integers(width // 8, width // 2 + 1), y0 + rng.integers(height // 8, height // 2 + 1)
+        x1, y1 = (
+            x0 + rng.integers(width // 8, width // 2 + 1),
+            y0 + rng.integers(height // 8, height // 2 + 1),
+        )
         colour = tuple(int(c) for c in rng.integers(0, 256, 3))
         (draw.ellipse if rng.random() < 0.5 else draw.rectangle)((x0, y0, x1, y1), fill=colour)
-    noisy = np.asarray(image, dtype=np.int16) + rng.normal(0, 6, (height, width, 3)).astype(np.int16)
+    noisy = np.asarray(image, dtype=np.int16) + rng.normal(0, 6, (height, width, 3)).astype(
+        np.int16
+    )
     image = Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8), "RGB")
     return image.convert(mode) if mode != "RGB" else image
 
@@ -54,13 +59,20 @@ def _text_watermark(image: Image.Image) -> Image.Image:
     base = image.convert("RGBA")
     layer = Image.new("RGBA", base.size, (0, 0, 0, 0))
     font = ImageFont.load_default(size=max(10, base.height // 12))
-    ImageDraw.Draw(layer).text((base.width * 0.55, base.height * 0.85), "(c) stock 2026", fill=(255, 255, 255, 128), font=font)
+    ImageDraw.Draw(layer).text(
+        (base.width * 0.55, base.height * 0.85),
+        "(c) stock 2026",
+        fill=(255, 255, 255, 128),
+        font=font,
+    )
     return Image.alpha_composite(base, layer).convert("RGB")
 
 
 # The near-duplicate transforms of the duplicates issue: each output is "the same picture".
 TRANSFORMS = {
-    "resized_50": lambda image: image.resize((image.width // 2, image.height // 2), Image.Resampling.BILINEAR),
+    "resized_50": lambda image: image.resize(
+        (image.width // 2, image.height // 2), Image.Resampling.BILINEAR
+    ),
     "jpeg_q30": lambda image: _jpeg_again(image, 30),
     "crop_4pct_centre": lambda image: _centre_crop(image, 0.04),
     "crop_3pct_corner": lambda image: _corner_crop(image, 0.03),
@@ -89,7 +101,12 @@ def png_chunk(kind: bytes, data: bytes, crc: int | None = None) -> bytes:
 
 def png_bomb(width: int, height: int) -> bytes:
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", zlib.compress(bytes(64))) + png_chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", header)
+        + png_chunk(b"IDAT", zlib.compress(bytes(64)))
+        + png_chunk(b"IEND", b"")
+    )
 
 
 def _png_chunks(png: bytes) -> list[tuple[bytes, int, int]]:
@@ -123,27 +140,51 @@ def _build_fixtures() -> dict[str, tuple[str, bytes, set[str]]]:
         "jpeg_jfif": ("a.jpg", jpeg, set()),
         "jpeg_progressive": ("a.jpg", encode(photo, "JPEG", progressive=True), set()),
         "jpeg_grayscale": ("a.jpg", encode(photo.convert("L"), "JPEG"), {"non_rgb_mode"}),
-        "jpeg_cmyk": ("a.jpg", encode(photo.convert("CMYK"), "JPEG"), {"non_rgb_mode", "missing_jfif_marker"}),
-        "jpeg_exif_no_jfif": ("a.jpeg", strip_jfif(encode(photo, "JPEG", exif=exif.tobytes())), {"missing_jfif_marker", "exif_rotated"}),
+        "jpeg_cmyk": (
+            "a.jpg",
+            encode(photo.convert("CMYK"), "JPEG"),
+            {"non_rgb_mode", "missing_jfif_marker"},
+        ),
+        "jpeg_exif_no_jfif": (
+            "a.jpeg",
+            strip_jfif(encode(photo, "JPEG", exif=exif.tobytes())),
+            {"missing_jfif_marker", "exif_rotated"},
+        ),
         "jpeg_uppercase_ext": ("A.JPG", jpeg, set()),
         "jpeg_truncated_60": ("a.jpg", jpeg[: len(jpeg) * 6 // 10], {"truncated"}),
         "jpeg_truncated_98": ("a.jpg", jpeg[: len(jpeg) * 98 // 100], {"truncated"}),
         "jpeg_missing_eoi": ("a.jpg", jpeg[:-2], {"truncated"}),
-        "jpeg_header_then_garbage": ("a.jpg", jpeg[:20] + rng.integers(0, 256, 3000, dtype=np.uint8).tobytes(), {"corrupt_data"}),
-        "jpeg_two_sof": ("a.jpg", jpeg[:600] + np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8).tobytes(), {"corrupt_data"}),
+        "jpeg_header_then_garbage": (
+            "a.jpg",
+            jpeg[:20] + rng.integers(0, 256, 3000, dtype=np.uint8).tobytes(),
+            {"corrupt_data"},
+        ),
+        "jpeg_two_sof": (
+            "a.jpg",
+            jpeg[:600] + np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8).tobytes(),
+            {"corrupt_data"},
+        ),
         "jpeg_trailing_bytes": ("a.jpg", jpeg + b"appended garbage" * 20, {"trailing_data"}),
         "jpeg_zero_padding": ("a.jpg", jpeg + bytes(100), set()),
         "jpeg_named_png": ("a.png", jpeg, {"extension_mismatch"}),
         "jpeg_named_txt": ("a.txt", jpeg, {"extension_mismatch", "unsupported_format"}),
         "png_rgb": ("a.png", png, {"missing_jfif_marker"}),
-        "png_16bit": ("a.png", encode(Image.fromarray(np.asarray(photo.convert("L")).astype(np.uint16) * 257), "PNG"), {"non_rgb_mode"}),
+        "png_16bit": (
+            "a.png",
+            encode(Image.fromarray(np.asarray(photo.convert("L")).astype(np.uint16) * 257), "PNG"),
+            {"non_rgb_mode"},
+        ),
         "png_palette": ("a.png", encode(photo.convert("P"), "PNG"), {"non_rgb_mode"}),
         "png_rgba": ("a.png", encode(photo.convert("RGBA"), "PNG"), {"non_rgb_mode"}),
         "png_named_jpg": ("a.jpg", png, {"extension_mismatch"}),
         "png_truncated": ("a.png", png[: len(png) // 2], {"truncated"}),
         "png_missing_iend": ("a.png", png[:-12], {"truncated"}),
         "png_bad_idat_crc": ("a.png", _flip_byte(png, idat[1] + 8 + idat[2]), {"corrupt_data"}),
-        "png_bad_ancillary_crc": ("a.png", png[:ihdr_end] + png_chunk(b"tEXt", b"key\x00value", crc=1) + png[ihdr_end:], set()),
+        "png_bad_ancillary_crc": (
+            "a.png",
+            png[:ihdr_end] + png_chunk(b"tEXt", b"key\x00value", crc=1) + png[ihdr_end:],
+            set(),
+        ),
         "png_trailing_bytes": ("a.png", png + b"x" * 40, {"trailing_data"}),
         "gif": ("a.gif", gif, {"non_rgb_mode"}),
         "gif_no_trailer": ("a.gif", gif[:-1], set()),
@@ -160,12 +201,28 @@ def _build_fixtures() -> dict[str, tuple[str, bytes, set[str]]]:
         "pgm": ("a.pgm", encode(photo.convert("L"), "PPM"), {"unsupported_format"}),
         "qoi": ("a.qoi", encode(photo, "QOI"), {"unsupported_format"}),
         "ico": ("a.ico", encode(photo, "ICO"), {"unsupported_format"}),
-        "tiff_named_jpg": ("a.jpg", encode(photo, "TIFF"), {"unsupported_format", "extension_mismatch"}),
+        "tiff_named_jpg": (
+            "a.jpg",
+            encode(photo, "TIFF"),
+            {"unsupported_format", "extension_mismatch"},
+        ),
         "empty": ("a.jpg", b"", {"empty_file"}),
-        "html_named_jpg": ("a.jpg", b"<!DOCTYPE html><html><body>404 Not Found</body></html>", {"not_an_image"}),
+        "html_named_jpg": (
+            "a.jpg",
+            b"<!DOCTYPE html><html><body>404 Not Found</body></html>",
+            {"not_an_image"},
+        ),
         "text_named_png": ("a.png", b"just some notes, not a picture\n" * 3, {"not_an_image"}),
-        "random_bytes": ("a.jpg", np.random.default_rng(5).integers(0, 256, 2048, dtype=np.uint8).tobytes(), {"not_an_image"}),
-        "pdf_named_jpg": ("a.jpg", b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n", {"not_an_image"}),
+        "random_bytes": (
+            "a.jpg",
+            np.random.default_rng(5).integers(0, 256, 2048, dtype=np.uint8).tobytes(),
+            {"not_an_image"},
+        ),
+        "pdf_named_jpg": (
+            "a.jpg",
+            b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n",
+            {"not_an_image"},
+        ),
     }
     try:
         fixtures["avif"] = ("a.avif", encode(photo, "AVIF"), {"unsupported_format"})
@@ -177,7 +234,9 @@ def _build_fixtures() -> dict[str, tuple[str, bytes, set[str]]]:
 FIXTURES = _build_fixtures()
 
 
-def colour_dataset(root, counts: dict[str, int], mode: str = "separable", seed: int = 0, side: int = 32):
+def colour_dataset(
+    root, counts: dict[str, int], mode: str = "separable", seed: int = 0, side: int = 32
+):
     """Small training sets: each class a coloured shape (disc, square, bar...) on a dark background.
 
     mode "separable": shape and colour are the class; "shuffled": drawn at random, so
@@ -197,7 +256,10 @@ def colour_dataset(root, counts: dict[str, int], mode: str = "separable", seed: 
             else:
                 kind = class_index if mode == "separable" else int(rng.integers(len(counts)))
                 jitter = rng.integers(-25, 26, 3)
-                fill = tuple(int(np.clip(c + j, 0, 255)) for c, j in zip(colours[kind % len(colours)], jitter))
+                fill = tuple(
+                    int(np.clip(c + j, 0, 255))
+                    for c, j in zip(colours[kind % len(colours)], jitter)
+                )
                 x, y = (int(v) for v in rng.integers(1, side // 2, 2))
                 box = (x, y, x + side // 2, y + side // 2)
                 draw = ImageDraw.Draw(image)

@@ -58,7 +58,9 @@ def test_scan_shows_numbers_gallery_and_escapes_names(workspace):
     tmp_path, root = workspace
     test = scanned(root)
     metrics = {metric.label: metric.value for metric in test.metric}
-    assert metrics["Files"] == "22" and metrics["Errors"] == "3"  # the truncated file and the two conflicting copies
+    assert (
+        metrics["Files"] == "22" and metrics["Errors"] == "3"
+    )  # the truncated file and the two conflicting copies
     assert int(metrics["Duplicate groups"]) >= 1
     assert [s.value for s in test.subheader][:1] == ["Report: data"]
     markdown = " ".join(element.value for element in test.markdown)
@@ -100,9 +102,21 @@ def test_checks_page_empty_state_and_history(workspace):
     assert any("No check recorded yet" in info.value for info in test.info)
     from audit import history
 
-    history.append(tmp_path / "reports" / "check-history.sqlite", history.Run(
-        0, "2026-11-27T02:15:00+00:00", str(root), "suite.json", False, 21, 19, 2,
-        {"files:expect_column_values_to_not_be_in_set:severity": False}, {"classes": {"blue": 12}, "error_files": ["red/x.png"]}))
+    history.append(
+        tmp_path / "reports" / "check-history.sqlite",
+        history.Run(
+            0,
+            "2026-11-27T02:15:00+00:00",
+            str(root),
+            "suite.json",
+            False,
+            21,
+            19,
+            2,
+            {"files:expect_column_values_to_not_be_in_set:severity": False},
+            {"classes": {"blue": 12}, "error_files": ["red/x.png"]},
+        ),
+    )
     test.run()
     table = test.dataframe[0].value
     assert list(table["result"]) == ["FAIL"] and "severity" in table["failed expectations"][0]

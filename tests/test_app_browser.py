@@ -23,7 +23,9 @@ def _need_browser():
     if Path(CHROMIUM).exists():
         return
     if os.environ.get("IMAGE_AUDIT_REQUIRE_BROWSER"):
-        pytest.fail(f"Chromium is required here (IMAGE_AUDIT_REQUIRE_BROWSER) but {CHROMIUM} is missing")
+        pytest.fail(
+            f"Chromium is required here (IMAGE_AUDIT_REQUIRE_BROWSER) but {CHROMIUM} is missing"
+        )
     pytest.skip("Debian's chromium is not installed (make setup-dev installs it where it can)")
 
 
@@ -38,13 +40,35 @@ def served_app(tmp_path):
     pytest.importorskip("playwright")
     _need_browser()
     port = _free_port()
-    env = {**os.environ, "IMAGE_AUDIT_ALLOWED_ROOTS": str(tmp_path), "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
+    env = {
+        **os.environ,
+        "IMAGE_AUDIT_ALLOWED_ROOTS": str(tmp_path),
+        "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
+    }
     app = Path(__file__).resolve().parents[1] / "app.py"
     log = open(tmp_path / "streamlit.log", "w")
     server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port), "--server.address", "127.0.0.1",
-         "--server.headless", "true", "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
-        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(app),
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--server.headless",
+            "true",
+            "--server.fileWatcherType",
+            "none",
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -69,8 +93,15 @@ def test_scan_in_the_browser_shows_the_duplicate_gallery(served_app):
     url, work = served_app
     root = colour_dataset(work / "data", {"blue": 10, "red": 6})
     (root / "red" / "copy_of_blue.png").write_bytes((root / "blue" / "000.png").read_bytes())
-    flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-             "--disable-sync", "--no-first-run", "--disable-quic"]
+    flags = [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-quic",
+    ]
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=flags)
         page = browser.new_page(viewport={"width": 1400, "height": 2400})

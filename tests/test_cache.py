@@ -25,7 +25,12 @@ def cache_rows(out) -> int:
 def test_hits_changes_new_and_deleted(small_dataset, tmp_path):
     out = tmp_path / "out"
     first = scan(small_dataset, out, jobs=1)
-    assert first.summary["cache"] == {"used": True, "path": str(out / ".scan-cache.sqlite"), "hits": 0, "misses": 12}
+    assert first.summary["cache"] == {
+        "used": True,
+        "path": str(out / ".scan-cache.sqlite"),
+        "hits": 0,
+        "misses": 12,
+    }
     images = (out / "images.csv").read_bytes()
 
     again = scan(small_dataset, out, jobs=1)
@@ -38,7 +43,11 @@ def test_hits_changes_new_and_deleted(small_dataset, tmp_path):
     third = scan(small_dataset, out, jobs=1)
     assert (third.summary["cache"]["hits"], third.summary["cache"]["misses"]) == (10, 2)
     rows = {line.split(",")[0]: line for line in (out / "images.csv").read_text().splitlines()[1:]}
-    assert "truncated" in rows["cat/cat_0.jpg"] and "dog/new.jpg" in rows and "fox/fox_3.jpg" not in rows
+    assert (
+        "truncated" in rows["cat/cat_0.jpg"]
+        and "dog/new.jpg" in rows
+        and "fox/fox_3.jpg" not in rows
+    )
     assert cache_rows(out) == 12  # the deleted file's row is gone
 
 
@@ -51,19 +60,62 @@ def test_other_thresholds_are_misses(small_dataset, tmp_path):
 
 def test_relabelled_file_keeps_its_new_label(small_dataset, tmp_path):
     scan(small_dataset, tmp_path / "out", jobs=1)
-    os.rename(small_dataset / "cat" / "cat_1.jpg", small_dataset / "dog" / "cat_1.jpg")  # same inode, new class
+    os.rename(
+        small_dataset / "cat" / "cat_1.jpg", small_dataset / "dog" / "cat_1.jpg"
+    )  # same inode, new class
     result = scan(small_dataset, tmp_path / "out", jobs=1)
     rows = (tmp_path / "out" / "images.csv").read_text()
     assert "dog/cat_1.jpg,dog," in rows and result.summary["files"] == 12
 
 
 def test_no_cache_and_refusals(small_dataset, tmp_path, capsys):
-    assert cli.main(["scan", str(small_dataset), "--out", str(tmp_path / "o"), "--no-cache", "--quiet", "--jobs", "1"]) == 0
+    assert (
+        cli.main(
+            [
+                "scan",
+                str(small_dataset),
+                "--out",
+                str(tmp_path / "o"),
+                "--no-cache",
+                "--quiet",
+                "--jobs",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert not (tmp_path / "o" / ".scan-cache.sqlite").exists()
-    assert cli.main(["scan", str(small_dataset), "--out", str(tmp_path / "o"), "--cache", str(small_dataset / "c.sqlite")]) == 2
+    assert (
+        cli.main(
+            [
+                "scan",
+                str(small_dataset),
+                "--out",
+                str(tmp_path / "o"),
+                "--cache",
+                str(small_dataset / "c.sqlite"),
+            ]
+        )
+        == 2
+    )
     assert "inside the dataset" in capsys.readouterr().err
     custom = tmp_path / "elsewhere" / "cache.sqlite"
-    assert cli.main(["scan", str(small_dataset), "--out", str(tmp_path / "o"), "--cache", str(custom), "--quiet", "--jobs", "1"]) == 0
+    assert (
+        cli.main(
+            [
+                "scan",
+                str(small_dataset),
+                "--out",
+                str(tmp_path / "o"),
+                "--cache",
+                str(custom),
+                "--quiet",
+                "--jobs",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert custom.is_file()
 
 
@@ -71,7 +123,18 @@ def test_no_cache_and_refusals(small_dataset, tmp_path, capsys):
 def test_a_scan_killed_midway_then_rerun_equals_an_uninterrupted_one(tmp_path):
     files = {f"c{i % 4}/{i:04d}.jpg": jpeg(i, 64, 48) for i in range(1500)}
     root = write_dataset(tmp_path / "d", files)
-    command = [sys.executable, "-m", "audit", "scan", str(root), "--out", str(tmp_path / "killed"), "--jobs", "1", "--quiet"]
+    command = [
+        sys.executable,
+        "-m",
+        "audit",
+        "scan",
+        str(root),
+        "--out",
+        str(tmp_path / "killed"),
+        "--jobs",
+        "1",
+        "--quiet",
+    ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     database = tmp_path / "killed" / ".scan-cache.sqlite"
     deadline = time.monotonic() + 60
@@ -91,4 +154,6 @@ def test_a_scan_killed_midway_then_rerun_equals_an_uninterrupted_one(tmp_path):
     resumed = scan(root, tmp_path / "killed", jobs=1)
     assert resumed.summary["cache"]["hits"] >= 256  # the work committed before the kill is reused
     scan(root, tmp_path / "clean", jobs=1, cache=False)
-    assert (tmp_path / "killed" / "images.csv").read_bytes() == (tmp_path / "clean" / "images.csv").read_bytes()
+    assert (tmp_path / "killed" / "images.csv").read_bytes() == (
+        tmp_path / "clean" / "images.csv"
+    ).read_bytes()

@@ -21,17 +21,46 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def checked(tmp_path):
     """A clean dataset with a suite made from it."""
-    files = {f"{label}/{label}_{index}.jpg": jpeg(100 * number + index, 80, 60)
-             for number, label in enumerate(("cat", "dog", "fox")) for index in range(8)}
+    files = {
+        f"{label}/{label}_{index}.jpg": jpeg(100 * number + index, 80, 60)
+        for number, label in enumerate(("cat", "dog", "fox"))
+        for index in range(8)
+    }
     root = write_dataset(tmp_path / "data", files)
     suite = tmp_path / "data.suite.json"
-    assert cli.main(["suite", "init", str(root), "--out", str(suite), "--report", str(tmp_path / "init-report")]) == 0
+    assert (
+        cli.main(
+            [
+                "suite",
+                "init",
+                str(root),
+                "--out",
+                str(suite),
+                "--report",
+                str(tmp_path / "init-report"),
+            ]
+        )
+        == 0
+    )
     return root, suite, tmp_path
 
 
 def check(root, suite, tmp_path, run: str) -> int:
-    return cli.main(["check", str(root), "--suite", str(suite), "--out", str(tmp_path / run),
-                     "--history", str(tmp_path / "history.sqlite"), "--jobs", "1", "--quiet"])
+    return cli.main(
+        [
+            "check",
+            str(root),
+            "--suite",
+            str(suite),
+            "--out",
+            str(tmp_path / run),
+            "--history",
+            str(tmp_path / "history.sqlite"),
+            "--jobs",
+            "1",
+            "--quiet",
+        ]
+    )
 
 
 def failed_expectations(out) -> dict[str, dict]:
@@ -40,7 +69,9 @@ def failed_expectations(out) -> dict[str, dict]:
     for table, validation in results["validations"].items():
         for item in validation["results"]:
             if not item["success"]:
-                failed[f"{table}:{item['expectation_config']['type']}:{item['expectation_config']['kwargs'].get('column')}"] = item["result"]
+                failed[
+                    f"{table}:{item['expectation_config']['type']}:{item['expectation_config']['kwargs'].get('column')}"
+                ] = item["result"]
     return failed
 
 
@@ -57,7 +88,9 @@ def test_unchanged_dataset_passes_with_everything_on_disk(checked, capsys):
     assert "PASS" in (out / "check.html").read_text()
     config = (out / "gx-project" / "gx" / "great_expectations.yml").read_text()
     assert "analytics_enabled: false" in config
-    assert not [name for name in sys.modules if name.startswith("posthog")]  # no telemetry client loaded
+    assert not [
+        name for name in sys.modules if name.startswith("posthog")
+    ]  # no telemetry client loaded
     assert "first check" in capsys.readouterr().out
 
 
@@ -68,11 +101,24 @@ def test_truncated_file_fails_and_is_named(checked, capsys):
     assert check(root, suite, tmp_path, "after") == 1
     failed = failed_expectations(tmp_path / "after")
     assert "files:expect_column_values_to_not_be_in_set:severity" in failed
-    assert any(entry["path"] == "dog/cut.jpg" for entry in failed["files:expect_column_values_to_not_be_in_set:severity"]["unexpected_index_list"])
+    assert any(
+        entry["path"] == "dog/cut.jpg"
+        for entry in failed["files:expect_column_values_to_not_be_in_set:severity"][
+            "unexpected_index_list"
+        ]
+    )
     printed = capsys.readouterr().out
     assert "dog/cut.jpg" in printed and "new file(s) with errors" in printed
-    page = next((tmp_path / "after" / "gx-project").glob("gx/uncommitted/data_docs/local_site/validations/image_audit_files/**/*.html"))
-    text = " ".join(re.sub(r"<[^>]+>", " ", re.sub(r"<(script|style).*?</\1>", "", page.read_text(), flags=re.S)).split())
+    page = next(
+        (tmp_path / "after" / "gx-project").glob(
+            "gx/uncommitted/data_docs/local_site/validations/image_audit_files/**/*.html"
+        )
+    )
+    text = " ".join(
+        re.sub(
+            r"<[^>]+>", " ", re.sub(r"<(script|style).*?</\1>", "", page.read_text(), flags=re.S)
+        ).split()
+    )
     assert "Status: Failed" in text  # the static validation page (the index is drawn by JavaScript)
     assert "values must not belong to this set: error" in text and "dog/cut.jpg" in text
     check_page = (tmp_path / "after" / "check.html").read_text()
@@ -93,7 +139,9 @@ def test_removed_class_fails_the_class_set(checked):
     shutil.rmtree(root / "fox")
     assert check(root, suite, tmp_path, "run") == 1
     failed = failed_expectations(tmp_path / "run")
-    assert failed["classes:expect_column_distinct_values_to_equal_set:class"]["partial_missing_list"] == ["fox"]
+    assert failed["classes:expect_column_distinct_values_to_equal_set:class"][
+        "partial_missing_list"
+    ] == ["fox"]
 
 
 def test_history_holds_every_run(checked, capsys):
@@ -110,7 +158,19 @@ def test_history_holds_every_run(checked, capsys):
 
 def test_suite_problems_exit_2(checked, capsys):
     root, suite, tmp_path = checked
-    assert cli.main(["check", str(root), "--suite", str(tmp_path / "missing.json"), "--out", str(tmp_path / "o")]) == 2
+    assert (
+        cli.main(
+            [
+                "check",
+                str(root),
+                "--suite",
+                str(tmp_path / "missing.json"),
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
     assert "suite init" in capsys.readouterr().err
     broken = tmp_path / "broken.json"
     broken.write_text('{"format": "something else"}')
@@ -122,9 +182,31 @@ def test_two_checks_at_once_both_land_in_the_history(checked):
     root, suite, tmp_path = checked
     history = tmp_path / "history.sqlite"
     processes = [
-        subprocess.Popen([sys.executable, "-m", "audit", "check", str(root), "--suite", str(suite), "--out", str(tmp_path / out),
-                          "--history", str(history), "--jobs", "1", "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for out in ("parallel-a", "parallel-b", "parallel-a")  # two share an output folder, one does not
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "audit",
+                "check",
+                str(root),
+                "--suite",
+                str(suite),
+                "--out",
+                str(tmp_path / out),
+                "--history",
+                str(history),
+                "--jobs",
+                "1",
+                "--quiet",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for out in (
+            "parallel-a",
+            "parallel-b",
+            "parallel-a",
+        )  # two share an output folder, one does not
     ]
     assert [process.wait() for process in processes] == [0, 0, 0]
     with sqlite3.connect(history) as connection:
@@ -139,11 +221,32 @@ def test_the_app_shows_the_latest_check_and_its_data_docs(checked, monkeypatch):
 
     root, suite, tmp_path = checked
     reports = tmp_path / "reports"
-    assert cli.main(["check", str(root), "--suite", str(suite), "--out", str(reports / "data-check"),
-                     "--history", str(reports / "check-history.sqlite"), "--jobs", "1", "--quiet"]) == 0
+    assert (
+        cli.main(
+            [
+                "check",
+                str(root),
+                "--suite",
+                str(suite),
+                "--out",
+                str(reports / "data-check"),
+                "--history",
+                str(reports / "check-history.sqlite"),
+                "--jobs",
+                "1",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     monkeypatch.setenv("IMAGE_AUDIT_ALLOWED_ROOTS", str(tmp_path))
-    test = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=60).run()
+    test = AppTest.from_file(
+        str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=60
+    ).run()
     test.sidebar.radio(key="page").set_value("Checks").run()
     assert not test.exception
     assert list(test.dataframe[0].value["result"]) == ["PASS"]
-    assert {expander.label for expander in test.expander} >= {"Data Docs: image_audit_files", "Data Docs: image_audit_classes"}
+    assert {expander.label for expander in test.expander} >= {
+        "Data Docs: image_audit_files",
+        "Data Docs: image_audit_classes",
+    }

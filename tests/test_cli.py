@@ -36,22 +36,55 @@ def test_errors_exit_1_and_print_one_line_each(small_dataset, tmp_path, capsys):
     ]
 
 
-@pytest.mark.parametrize("fail_on, expected", [("error", 0), ("warning", 1), ("info", 1), ("never", 0)])
+@pytest.mark.parametrize(
+    "fail_on, expected", [("error", 0), ("warning", 1), ("info", 1), ("never", 0)]
+)
 def test_fail_on_levels(small_dataset, tmp_path, fail_on, expected):
-    (small_dataset / "cat" / "mislabelled.png").write_bytes(jpeg(9))  # extension_mismatch: a warning
-    assert run("scan", small_dataset, "--out", tmp_path / "out", "--jobs", 1, "--fail-on", fail_on, "--quiet") == expected
+    (small_dataset / "cat" / "mislabelled.png").write_bytes(
+        jpeg(9)
+    )  # extension_mismatch: a warning
+    assert (
+        run(
+            "scan",
+            small_dataset,
+            "--out",
+            tmp_path / "out",
+            "--jobs",
+            1,
+            "--fail-on",
+            fail_on,
+            "--quiet",
+        )
+        == expected
+    )
 
 
 def test_fail_on_never_even_with_errors(small_dataset, tmp_path):
     (small_dataset / "cat" / "empty.jpg").write_bytes(b"")
-    assert run("scan", small_dataset, "--out", tmp_path / "out", "--jobs", 1, "--fail-on", "never", "--quiet") == 0
+    assert (
+        run(
+            "scan",
+            small_dataset,
+            "--out",
+            tmp_path / "out",
+            "--jobs",
+            1,
+            "--fail-on",
+            "never",
+            "--quiet",
+        )
+        == 0
+    )
 
 
-@pytest.mark.parametrize("argv_tail, message", [
-    (["--jobs", "0"], "--jobs must be at least 1"),
-    (["--min-side", "-3"], "min_side"),
-    (["--max-aspect-ratio", "0.5"], "max_aspect_ratio"),
-])
+@pytest.mark.parametrize(
+    "argv_tail, message",
+    [
+        (["--jobs", "0"], "--jobs must be at least 1"),
+        (["--min-side", "-3"], "min_side"),
+        (["--max-aspect-ratio", "0.5"], "max_aspect_ratio"),
+    ],
+)
 def test_bad_arguments_exit_2(small_dataset, tmp_path, capsys, argv_tail, message):
     assert run("scan", small_dataset, "--out", tmp_path / "out", *argv_tail) == 2
     assert message in capsys.readouterr().err
@@ -98,12 +131,37 @@ def test_default_out_is_under_reports(small_dataset, tmp_path, monkeypatch):
 
 def test_module_entry_point_and_help(small_dataset, tmp_path):
     """`python -m audit` runs as a real process, with its pool, and --help documents scan."""
-    done = subprocess.run([sys.executable, "-m", "audit", "scan", str(small_dataset), "--out", str(tmp_path / "o"), "--jobs", "2"],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "audit",
+            "scan",
+            str(small_dataset),
+            "--out",
+            str(tmp_path / "o"),
+            "--jobs",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith("report.html")
-    assert "scanning: 12 files" in done.stderr  # progress on stderr (a plain line when not a terminal)
-    shown = subprocess.run([sys.executable, "-m", "audit", "scan", "--help"], capture_output=True, text=True)
+    assert (
+        "scanning: 12 files" in done.stderr
+    )  # progress on stderr (a plain line when not a terminal)
+    shown = subprocess.run(
+        [sys.executable, "-m", "audit", "scan", "--help"], capture_output=True, text=True
+    )
     assert shown.returncode == 0
-    for option in ("--out", "--fail-on", "--jobs", "--max-pixels", "--min-side", "--max-aspect-ratio", "--max-imbalance"):
+    for option in (
+        "--out",
+        "--fail-on",
+        "--jobs",
+        "--max-pixels",
+        "--min-side",
+        "--max-aspect-ratio",
+        "--max-imbalance",
+    ):
         assert option in shown.stdout

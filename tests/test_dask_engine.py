@@ -16,4 +16,6 @@ def test_dask_output_equals_local_output(small_dataset, tmp_path):
     result = scan(small_dataset, tmp_path / "dask", jobs=2, cache=False, engine="dask")
     assert result.summary["engine"] == "dask"
     for name in ("images.csv", "findings.csv", "duplicates.csv"):
-        assert (tmp_path / "dask" / name).read_bytes() == (tmp_path / "local" / name).read_bytes(), name
+        assert (tmp_path / "dask" / name).read_bytes() == (
+            tmp_path / "local" / name
+        ).read_bytes(), name

@@ -11,28 +11,58 @@ from tests.conftest import jpeg, write_dataset
 
 
 def test_nested_files_belong_to_top_level_class(tmp_path):
-    root = write_dataset(tmp_path / "d", {"cat/a.jpg": jpeg(1), "cat/2019/b.jpg": jpeg(2), "cat/2019/x/c.jpg": jpeg(3), "dog/d.jpg": jpeg(4)})
+    root = write_dataset(
+        tmp_path / "d",
+        {
+            "cat/a.jpg": jpeg(1),
+            "cat/2019/b.jpg": jpeg(2),
+            "cat/2019/x/c.jpg": jpeg(3),
+            "dog/d.jpg": jpeg(4),
+        },
+    )
     layout = discover(root)
     entries = list(layout.iter_files())
     assert layout.classes == ("cat", "dog")
     assert [(e.relpath, e.label) for e in entries] == [
-        ("cat/a.jpg", "cat"), ("cat/2019/b.jpg", "cat"), ("cat/2019/x/c.jpg", "cat"), ("dog/d.jpg", "dog")]
+        ("cat/a.jpg", "cat"),
+        ("cat/2019/b.jpg", "cat"),
+        ("cat/2019/x/c.jpg", "cat"),
+        ("dog/d.jpg", "dog"),
+    ]
     assert layout.file_count == 4 and layout.files_per_folder == {"cat": 3, "dog": 1}
 
 
 def test_clutter_is_ignored_and_listed(tmp_path):
-    root = write_dataset(tmp_path / "d", {
-        "cat/a.jpg": jpeg(1), "cat/.DS_Store": b"x", "cat/Thumbs.db": b"x", "cat/desktop.ini": b"x",
-        "cat/._a.jpg": b"x", "cat/.ipynb_checkpoints/a-checkpoint.jpg": jpeg(1), ".git/config": b"x"})
+    root = write_dataset(
+        tmp_path / "d",
+        {
+            "cat/a.jpg": jpeg(1),
+            "cat/.DS_Store": b"x",
+            "cat/Thumbs.db": b"x",
+            "cat/desktop.ini": b"x",
+            "cat/._a.jpg": b"x",
+            "cat/.ipynb_checkpoints/a-checkpoint.jpg": jpeg(1),
+            ".git/config": b"x",
+        },
+    )
     layout = discover(root)
     assert [e.relpath for e in layout.iter_files()] == ["cat/a.jpg"]
     ignored = {item.relpath for item in layout.ignored}
-    assert ignored == {".git", "cat/.DS_Store", "cat/Thumbs.db", "cat/desktop.ini", "cat/._a.jpg", "cat/.ipynb_checkpoints"}
+    assert ignored == {
+        ".git",
+        "cat/.DS_Store",
+        "cat/Thumbs.db",
+        "cat/desktop.ini",
+        "cat/._a.jpg",
+        "cat/.ipynb_checkpoints",
+    }
     assert layout.classes == ("cat",)  # a dot-folder is never a class (Keras skips it too)
 
 
 def test_stray_files_and_empty_classes(tmp_path):
-    root = write_dataset(tmp_path / "d", {"cat/a.jpg": jpeg(1), "README.md": b"notes", "labels.csv": b"a,b"})
+    root = write_dataset(
+        tmp_path / "d", {"cat/a.jpg": jpeg(1), "README.md": b"notes", "labels.csv": b"a,b"}
+    )
     (root / "dog").mkdir()
     layout = discover(root)
     assert layout.stray_files == ["README.md", "labels.csv"]
@@ -53,12 +83,15 @@ def test_symlink_loop_does_not_hang(tmp_path):
     assert len(paths) == layout.file_count
 
 
-@pytest.mark.parametrize("setup, words", [
-    (lambda p: None, "does not exist"),
-    (lambda p: p.write_bytes(b"x"), "is a file"),
-    (lambda p: (p.mkdir(), (p / "a.jpg").write_bytes(jpeg(1))), "no class folders"),
-    (lambda p: p.mkdir(), "no class folders"),
-])
+@pytest.mark.parametrize(
+    "setup, words",
+    [
+        (lambda p: None, "does not exist"),
+        (lambda p: p.write_bytes(b"x"), "is a file"),
+        (lambda p: (p.mkdir(), (p / "a.jpg").write_bytes(jpeg(1))), "no class folders"),
+        (lambda p: p.mkdir(), "no class folders"),
+    ],
+)
 def test_bad_roots_say_what_is_expected(tmp_path, setup, words):
     root = tmp_path / "root"
     setup(root)
@@ -75,13 +108,24 @@ def test_fifo_becomes_a_row_not_a_hang(tmp_path):
 
 
 def test_split_layout(tmp_path):
-    root = write_dataset(tmp_path / "d", {"train/cat/a.jpg": jpeg(1), "train/dog/b.jpg": jpeg(2), "val/cat/c.jpg": jpeg(3),
-                                          "val/notes.txt": b"x", "README.md": b"x"})
+    root = write_dataset(
+        tmp_path / "d",
+        {
+            "train/cat/a.jpg": jpeg(1),
+            "train/dog/b.jpg": jpeg(2),
+            "val/cat/c.jpg": jpeg(3),
+            "val/notes.txt": b"x",
+            "README.md": b"x",
+        },
+    )
     (root / "val" / "dog").mkdir()
     layout = discover(root)
     assert layout.splits == ("train", "val") and layout.classes == ("cat", "dog")
     assert [(e.relpath, e.label, e.split) for e in layout.iter_files()] == [
-        ("train/cat/a.jpg", "cat", "train"), ("train/dog/b.jpg", "dog", "train"), ("val/cat/c.jpg", "cat", "val")]
+        ("train/cat/a.jpg", "cat", "train"),
+        ("train/dog/b.jpg", "dog", "train"),
+        ("val/cat/c.jpg", "cat", "val"),
+    ]
     assert layout.stray_files == ["README.md", "val/notes.txt"]
     assert layout.empty_classes == ["val/dog"]
 
@@ -97,7 +141,11 @@ def test_against_adds_a_second_split_with_paths_relative_to_root(tmp_path):
     val = write_dataset(tmp_path / "val", {"cat/b.jpg": jpeg(2), "dog/c.jpg": jpeg(3)})
     layout = discover(train, val)
     entries = list(layout.iter_files())
-    assert [(e.relpath, e.split) for e in entries] == [("cat/a.jpg", "train"), ("../val/cat/b.jpg", "val"), ("../val/dog/c.jpg", "val")]
+    assert [(e.relpath, e.split) for e in entries] == [
+        ("cat/a.jpg", "train"),
+        ("../val/cat/b.jpg", "val"),
+        ("../val/dog/c.jpg", "val"),
+    ]
     assert all(os.path.isfile(e.path) for e in entries)
     assert layout.classes == ("cat", "dog")
     same_name = write_dataset(tmp_path / "other" / "train", {"cat/d.jpg": jpeg(4)})

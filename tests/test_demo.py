@@ -13,6 +13,7 @@ pytest.importorskip("sklearn")
 
 from audit.demo import INJECTED, build_demo  # noqa: E402
 
+
 @pytest.fixture(scope="module")
 def demo_report(tmp_path_factory):
     root = build_demo(tmp_path_factory.mktemp("demo") / "dataset")
@@ -24,7 +25,10 @@ def demo_report(tmp_path_factory):
 
 def test_every_injected_problem_is_reported(demo_report):
     _, result = demo_report
-    rows = {row["path"]: row for row in csv.DictReader(open(result.files["images.csv"], encoding="utf-8"))}
+    rows = {
+        row["path"]: row
+        for row in csv.DictReader(open(result.files["images.csv"], encoding="utf-8"))
+    }
     for path, codes in INJECTED.items():
         assert set(codes) <= set(rows[path]["issues"].split(";")), path
 
@@ -35,7 +39,11 @@ def test_demo_layout_findings(demo_report):
     assert summary["stray_files"] == ["README.txt"]
     assert summary["empty_classes"] == ["unlabeled"]
     assert any(item["path"] == "three/.DS_Store" for item in summary["ignored_files"])
-    assert {f["code"] for f in summary["dataset_findings"]} >= {"class_imbalance", "empty_class", "stray_files"}
+    assert {f["code"] for f in summary["dataset_findings"]} >= {
+        "class_imbalance",
+        "empty_class",
+        "stray_files",
+    }
     assert len(summary["classes"]) == 11 and summary["files"] > 1600
     duplicates = summary["checks"]["duplicates"]
     assert duplicates["label_conflict_groups"] == 1  # only the deliberate copy

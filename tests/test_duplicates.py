@@ -33,7 +33,9 @@ def transformed(tmp_path_factory):
         for name, transform in TRANSFORMS.items():
             files[f"pets/orig{number}_{name}.jpg"] = encode(transform(original), "JPEG", quality=90)
     for number in range(30):
-        files[f"pets/distinct{number:02d}.jpg"] = encode(photo_like(200, 150, seed=900 + number), "JPEG", quality=90)
+        files[f"pets/distinct{number:02d}.jpg"] = encode(
+            photo_like(200, 150, seed=900 + number), "JPEG", quality=90
+        )
     root = write_dataset(tmp_path_factory.mktemp("dups") / "data", files)
     out = tmp_path_factory.mktemp("out")
     result = scan(root, out, jobs=1)
@@ -60,23 +62,33 @@ def test_groups_are_whole_and_distinct_pictures_stay_apart(transformed):
     assert keepers == [f"pets/orig{number}.png" for number in range(4)]
     issues = issues_by_path(out)
     assert issues["pets/orig0_jpeg_q30.jpg"] == {"near_duplicate"}
-    assert "near_duplicate" not in issues["pets/orig0.png"] and "exact_duplicate" not in issues["pets/orig0.png"]
+    assert (
+        "near_duplicate" not in issues["pets/orig0.png"]
+        and "exact_duplicate" not in issues["pets/orig0.png"]
+    )
     assert all(int(row["distance"]) <= 10 for row in rows)
 
 
 def test_exact_bytes_and_exact_pixels(tmp_path):
     jpeg = encode(photo_like(160, 120, seed=7), "JPEG", quality=95)
     picture = photo_like(160, 120, seed=9)
-    files = {"a/one.jpg": jpeg, "a/two.jpg": jpeg, "a/three.jpg": jpeg,
-             "b/pixels.png": encode(picture, "PNG"), "b/pixels.bmp": encode(picture, "BMP"),
-             "b/other.jpg": encode(photo_like(160, 120, seed=8), "JPEG")}
+    files = {
+        "a/one.jpg": jpeg,
+        "a/two.jpg": jpeg,
+        "a/three.jpg": jpeg,
+        "b/pixels.png": encode(picture, "PNG"),
+        "b/pixels.bmp": encode(picture, "BMP"),
+        "b/other.jpg": encode(photo_like(160, 120, seed=8), "JPEG"),
+    }
     out = tmp_path / "out"
     scan(write_dataset(tmp_path / "d", files), out, jobs=1)
     rows = duplicate_rows(out)
     by_group = {}
     for row in rows:
         by_group.setdefault(row["group"], []).append(row)
-    kinds = sorted(sorted((row["path"], row["kind"]) for row in members) for members in by_group.values())
+    kinds = sorted(
+        sorted((row["path"], row["kind"]) for row in members) for members in by_group.values()
+    )
     assert kinds == [
         [("a/one.jpg", "exact"), ("a/three.jpg", "exact"), ("a/two.jpg", "exact")],
         [("b/pixels.bmp", "exact"), ("b/pixels.png", "exact")],
@@ -89,8 +101,12 @@ def test_exact_bytes_and_exact_pixels(tmp_path):
 
 def test_cross_class_copy_is_a_label_conflict(tmp_path):
     picture = encode(photo_like(160, 120, seed=3), "JPEG")
-    files = {"cat/x.jpg": picture, "dog/x_copy.jpg": picture, "cat/y.jpg": encode(photo_like(160, 120, seed=4), "JPEG"),
-             "dog/z.jpg": encode(photo_like(160, 120, seed=5).resize((120, 90)), "JPEG")}
+    files = {
+        "cat/x.jpg": picture,
+        "dog/x_copy.jpg": picture,
+        "cat/y.jpg": encode(photo_like(160, 120, seed=4), "JPEG"),
+        "dog/z.jpg": encode(photo_like(160, 120, seed=5).resize((120, 90)), "JPEG"),
+    }
     out = tmp_path / "out"
     result = scan(write_dataset(tmp_path / "d", files), out, jobs=1)
     issues = issues_by_path(out)
@@ -104,34 +120,58 @@ def test_cross_class_copy_is_a_label_conflict(tmp_path):
 
 def test_split_leak_with_against_both_ways(tmp_path):
     shared = photo_like(160, 120, seed=11)
-    train = write_dataset(tmp_path / "train", {"cat/a.jpg": encode(shared, "JPEG"), "cat/b.jpg": encode(photo_like(160, 120, seed=12), "JPEG")})
-    val = write_dataset(tmp_path / "val", {"cat/a_again.jpg": encode(shared.resize((120, 90)), "JPEG", quality=60),
-                                           "cat/c.jpg": encode(photo_like(160, 120, seed=13), "JPEG")})
+    train = write_dataset(
+        tmp_path / "train",
+        {
+            "cat/a.jpg": encode(shared, "JPEG"),
+            "cat/b.jpg": encode(photo_like(160, 120, seed=12), "JPEG"),
+        },
+    )
+    val = write_dataset(
+        tmp_path / "val",
+        {
+            "cat/a_again.jpg": encode(shared.resize((120, 90)), "JPEG", quality=60),
+            "cat/c.jpg": encode(photo_like(160, 120, seed=13), "JPEG"),
+        },
+    )
     out = tmp_path / "out"
     scan(train, out, against=val, jobs=1)
     issues = issues_by_path(out)
     assert "split_leak" in issues["cat/a.jpg"] and "split_leak" in issues["../val/cat/a_again.jpg"]
     assert not issues["cat/b.jpg"] and not issues["../val/cat/c.jpg"]
     rows = {row["path"]: row for row in csv.DictReader(open(out / "images.csv", encoding="utf-8"))}
-    assert rows["cat/a.jpg"]["split"] == "train" and rows["../val/cat/a_again.jpg"]["split"] == "val"
+    assert (
+        rows["cat/a.jpg"]["split"] == "train" and rows["../val/cat/a_again.jpg"]["split"] == "val"
+    )
 
 
 def test_split_leak_in_a_split_layout(tmp_path):
     shared = encode(photo_like(160, 120, seed=21), "JPEG")
-    root = write_dataset(tmp_path / "d", {"train/cat/a.jpg": shared, "validation/cat/a.jpg": shared,
-                                          "train/dog/b.jpg": encode(photo_like(160, 120, seed=22), "JPEG"),
-                                          "validation/dog/c.jpg": encode(photo_like(160, 120, seed=23), "JPEG")})
+    root = write_dataset(
+        tmp_path / "d",
+        {
+            "train/cat/a.jpg": shared,
+            "validation/cat/a.jpg": shared,
+            "train/dog/b.jpg": encode(photo_like(160, 120, seed=22), "JPEG"),
+            "validation/dog/c.jpg": encode(photo_like(160, 120, seed=23), "JPEG"),
+        },
+    )
     out = tmp_path / "out"
     result = scan(root, out, jobs=1)
     issues = issues_by_path(out)
-    assert "split_leak" in issues["train/cat/a.jpg"] and "split_leak" in issues["validation/cat/a.jpg"]
+    assert (
+        "split_leak" in issues["train/cat/a.jpg"] and "split_leak" in issues["validation/cat/a.jpg"]
+    )
     assert [c["name"] for c in result.summary["classes"]] == ["cat", "dog"]
     assert result.summary["checks"]["duplicates"]["split_leak_groups"] == 1
 
 
 def test_tiny_set_without_duplicates_stays_clean(tmp_path):
     """28 px pictures: pHash collides often; the radius is tightened and says so."""
-    files = {f"c{number % 3}/{number:03d}.png": encode(photo_like(28, 28, seed=3000 + number), "PNG") for number in range(300)}
+    files = {
+        f"c{number % 3}/{number:03d}.png": encode(photo_like(28, 28, seed=3000 + number), "PNG")
+        for number in range(300)
+    }
     files["c0/copy_of_000.png"] = files["c0/000.png"]
     out = tmp_path / "out"
     result = scan(write_dataset(tmp_path / "d", files), out, jobs=1)

@@ -20,8 +20,17 @@ def test_keras_allow_list_is_current():
 def test_tf_decodable_set_is_current():
     """Every container audit calls TF-decodable decodes; the others do not."""
     tf = pytest.importorskip("tensorflow")
-    samples = {"jpeg": "jpeg_jfif", "png": "png_rgb", "gif": "gif", "bmp": "bmp_24bit", "webp": "webp",
-               "tiff": "tiff", "pnm": "pgm", "qoi": "qoi", "ico": "ico"}
+    samples = {
+        "jpeg": "jpeg_jfif",
+        "png": "png_rgb",
+        "gif": "gif",
+        "bmp": "bmp_24bit",
+        "webp": "webp",
+        "tiff": "tiff",
+        "pnm": "pgm",
+        "qoi": "qoi",
+        "ico": "ico",
+    }
     for container, kind in samples.items():
         data = FIXTURES[kind][1]
         assert formats.sniff(data[:64]).name == container

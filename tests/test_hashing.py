@@ -26,7 +26,7 @@ def test_stable_under_resize_and_recompression():
 
 def test_distinct_pictures_are_far_apart():
     hashes = [phash(photo_like(128, 96, seed=seed)) for seed in range(12)]
-    distances = [hamming(a, b) for i, a in enumerate(hashes) for b in hashes[i + 1:]]
+    distances = [hamming(a, b) for i, a in enumerate(hashes) for b in hashes[i + 1 :]]
     assert min(distances) > 10
 
 

@@ -54,8 +54,20 @@ def test_expected_codes(tmp_path, kind):
     assert all(finding.reason for finding in findings), "every finding carries a reason"
 
 
-VALID_KINDS = ["jpeg_jfif", "jpeg_progressive", "jpeg_grayscale", "jpeg_cmyk", "jpeg_exif_no_jfif",
-               "png_rgb", "png_16bit", "png_palette", "png_rgba", "gif", "bmp_24bit", "bmp_8bit_gray"]
+VALID_KINDS = [
+    "jpeg_jfif",
+    "jpeg_progressive",
+    "jpeg_grayscale",
+    "jpeg_cmyk",
+    "jpeg_exif_no_jfif",
+    "png_rgb",
+    "png_16bit",
+    "png_palette",
+    "png_rgba",
+    "gif",
+    "bmp_24bit",
+    "bmp_8bit_gray",
+]
 
 
 @pytest.mark.parametrize("kind", VALID_KINDS)
@@ -99,7 +111,9 @@ def test_unreadable_fifo_and_broken_symlink(tmp_path):
     os.mkfifo(folder / "pipe.jpg")
     (folder / "link.jpg").symlink_to(tmp_path / "missing.jpg")
     for name, words in (("pipe.jpg", "FIFO"), ("link.jpg", "broken symlink")):
-        facts = inspect_file(FileEntry(str(folder / name), f"cls/{name}", "cls"), Thresholds().max_pixels)
+        facts = inspect_file(
+            FileEntry(str(folder / name), f"cls/{name}", "cls"), Thresholds().max_pixels
+        )
         findings = check_file(facts, Thresholds())
         assert [f.code for f in findings] == ["unreadable"]
         assert words in findings[0].reason
@@ -115,7 +129,10 @@ def test_permission_denied_is_unreadable(tmp_path):
     assert [f.code for f in check_file(facts, Thresholds())] == ["unreadable"]
 
 
-@pytest.mark.parametrize("kind", ["jpeg_jfif", "png_rgb", "png_bad_ancillary_crc", "jpeg_truncated_60", "bmp_trailing_bytes"])
+@pytest.mark.parametrize(
+    "kind",
+    ["jpeg_jfif", "png_rgb", "png_bad_ancillary_crc", "jpeg_truncated_60", "bmp_trailing_bytes"],
+)
 def test_memory_mapped_path_gives_the_same_facts(tmp_path, monkeypatch, kind):
     """Large files are memory-mapped instead of read; the verdict must not change."""
     import audit.inspect

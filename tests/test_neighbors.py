@@ -40,13 +40,23 @@ def test_mih_equals_brute_force(radius):
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.integers(0, 2**64 - 1), min_size=0, max_size=60), st.integers(0, 16), st.integers(0, 2**32))
+@given(
+    st.lists(st.integers(0, 2**64 - 1), min_size=0, max_size=60),
+    st.integers(0, 16),
+    st.integers(0, 2**32),
+)
 def test_mih_equals_brute_force_on_any_input(values, radius, seed):
     base = np.array(values, dtype=np.uint64)
     rng = np.random.default_rng(seed)
-    near = base ^ (np.uint64(1) << rng.integers(0, 64, base.size).astype(np.uint64)) if base.size else base
+    near = (
+        base ^ (np.uint64(1) << rng.integers(0, 64, base.size).astype(np.uint64))
+        if base.size
+        else base
+    )
     hashes = np.concatenate([base, near])
-    assert as_set(pairs_within(hashes, radius, method="mih", threads=1)) == as_set(pairs_within(hashes, radius, method="brute"))
+    assert as_set(pairs_within(hashes, radius, method="mih", threads=1)) == as_set(
+        pairs_within(hashes, radius, method="brute")
+    )
 
 
 def test_edge_cases():

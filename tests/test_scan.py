@@ -46,10 +46,19 @@ def test_golden_summary_counts(golden, tmp_path):
     assert (summary["files"], summary["usable"], summary["unusable"]) == (18, 15, 3)
     assert summary["severity_counts"] == {"ok": 12, "info": 1, "warning": 2, "error": 3}
     assert {code: n for code, n in summary["issue_counts"].items() if n} == {
-        "truncated": 1, "empty_file": 1, "unsupported_format": 1,
-        "missing_jfif_marker": 3, "odd_aspect_ratio": 1, "resolution_outlier": 1}
+        "truncated": 1,
+        "empty_file": 1,
+        "unsupported_format": 1,
+        "missing_jfif_marker": 3,
+        "odd_aspect_ratio": 1,
+        "resolution_outlier": 1,
+    }
     assert [(c["name"], c["files"], c["usable"]) for c in summary["classes"]] == [
-        ("cat", 7, 7), ("dog", 6, 4), ("fox", 5, 4), ("owl", 0, 0)]
+        ("cat", 7, 7),
+        ("dog", 6, 4),
+        ("fox", 5, 4),
+        ("owl", 0, 0),
+    ]
     assert summary["imbalance_ratio"] == 1.75
     assert summary["empty_classes"] == ["owl"]
     assert summary["stray_files"] == ["notes.txt"]
@@ -58,8 +67,15 @@ def test_golden_summary_counts(golden, tmp_path):
     assert summary["thresholds"]["resolution_outlier"]["outliers"] == 1
     assert summary["jfif_filter_comparison"] == {
         "description": summary["jfif_filter_comparison"]["description"],
-        "would_delete": 3, "would_delete_usable": 1, "errors_it_keeps": 1}
-    assert (summary["exit_code"], summary["worst_severity"], summary["version"]) == (1, "error", "0.1.0")
+        "would_delete": 3,
+        "would_delete_usable": 1,
+        "errors_it_keeps": 1,
+    }
+    assert (summary["exit_code"], summary["worst_severity"], summary["version"]) == (
+        1,
+        "error",
+        "0.1.0",
+    )
 
 
 def test_report_contract(golden, tmp_path):
@@ -67,7 +83,18 @@ def test_report_contract(golden, tmp_path):
     out = tmp_path / "out"
     rows = list(csv.DictReader(open(out / "images.csv", encoding="utf-8")))
     assert len(rows) == 18
-    for column in ("path", "label", "bytes", "format", "width", "height", "sha256", "phash", "severity", "issues"):
+    for column in (
+        "path",
+        "label",
+        "bytes",
+        "format",
+        "width",
+        "height",
+        "sha256",
+        "phash",
+        "severity",
+        "issues",
+    ):
         assert column in rows[0]
     by_path = {row["path"]: row for row in rows}
     assert by_path["dog/truncated.jpg"]["severity"] == "error"
@@ -78,7 +105,9 @@ def test_report_contract(golden, tmp_path):
     assert re.fullmatch(r"[0-9a-f]{64}", by_path["cat/c0.jpg"]["sha256"])
     assert by_path["fox/big.jpg"]["issues"] == "resolution_outlier"
     findings = list(csv.DictReader(open(out / "findings.csv", encoding="utf-8")))
-    assert len(findings) == sum(int(bool(row["issues"])) and len(row["issues"].split(";")) for row in rows)
+    assert len(findings) == sum(
+        int(bool(row["issues"])) and len(row["issues"].split(";")) for row in rows
+    )
     assert all(finding["reason"] for finding in findings)
     header = open(out / "duplicates.csv").readline().strip().split(",")
     assert {"group", "kind", "path", "label", "distance", "keeper"} <= set(header)
@@ -89,7 +118,11 @@ def test_report_contract(golden, tmp_path):
 def test_html_is_self_contained(golden, tmp_path):
     scan(golden, tmp_path / "out", jobs=1)
     html = (tmp_path / "out" / "report.html").read_text()
-    assert "<script" not in html and "<link" not in html and "http://" not in html.replace("http://www.w3.org/2000/svg", "")
+    assert (
+        "<script" not in html
+        and "<link" not in html
+        and "http://" not in html.replace("http://www.w3.org/2000/svg", "")
+    )
     sources = re.findall(r'<img src="([^"]*)"', html)
     assert sources and all(source.startswith("data:image/jpeg;base64,") for source in sources)
     for section in ("First look", "Class balance", "Resolution", "Flagged files"):
@@ -103,7 +136,10 @@ def test_html_is_self_contained(golden, tmp_path):
 def test_file_names_are_escaped(tmp_path):
     evil = "<img src=x onerror=alert(1)>.jpg"
     cut = jpeg(1)
-    root = write_dataset(tmp_path / "d", {f"cat/{evil}": cut[: len(cut) // 2], "cat/ok.jpg": jpeg(2), "<b>dog</b>/x.jpg": jpeg(3)})
+    root = write_dataset(
+        tmp_path / "d",
+        {f"cat/{evil}": cut[: len(cut) // 2], "cat/ok.jpg": jpeg(2), "<b>dog</b>/x.jpg": jpeg(3)},
+    )
     scan(root, tmp_path / "out", jobs=1)
     html = (tmp_path / "out" / "report.html").read_text()
     assert "<img src=x onerror=alert(1)>" not in html
@@ -128,8 +164,12 @@ def test_output_inside_root_is_refused(golden):
 def test_parallel_equals_serial(golden, tmp_path):
     scan(golden, tmp_path / "one", jobs=1)
     scan(golden, tmp_path / "two", jobs=2)
-    assert (tmp_path / "one" / "images.csv").read_bytes() == (tmp_path / "two" / "images.csv").read_bytes()
-    assert (tmp_path / "one" / "findings.csv").read_bytes() == (tmp_path / "two" / "findings.csv").read_bytes()
+    assert (tmp_path / "one" / "images.csv").read_bytes() == (
+        tmp_path / "two" / "images.csv"
+    ).read_bytes()
+    assert (tmp_path / "one" / "findings.csv").read_bytes() == (
+        tmp_path / "two" / "findings.csv"
+    ).read_bytes()
 
 
 def inspect_with_a_crash(tmp_path, crash_name: str):
@@ -154,7 +194,12 @@ def test_a_worker_crash_costs_one_row_not_the_scan(tmp_path):
 
 def test_progress_is_reported(small_dataset, tmp_path):
     calls = []
-    scan(small_dataset, tmp_path / "out", jobs=1, progress=lambda done, total: calls.append((done, total)))
+    scan(
+        small_dataset,
+        tmp_path / "out",
+        jobs=1,
+        progress=lambda done, total: calls.append((done, total)),
+    )
     assert calls[-1] == (12, 12) and len(calls) == 12
 
 

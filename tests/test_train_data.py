@@ -58,7 +58,9 @@ def test_split_keeps_duplicate_groups_on_one_side(tmp_path):
     files = {f"cat/{i:02d}.jpg": jpeg(i, 96, 72) for i in range(30)}
     files.update({f"dog/{i:02d}.jpg": jpeg(100 + i, 96, 72) for i in range(30)})
     for copy in range(4):  # one picture four more times in cat/, resized and recompressed
-        files[f"cat/copy{copy}.jpg"] = encode(photo_like(96, 72, seed=0).resize((96 - 8 * copy, 72 - 6 * copy)), "JPEG", quality=70)
+        files[f"cat/copy{copy}.jpg"] = encode(
+            photo_like(96, 72, seed=0).resize((96 - 8 * copy, 72 - 6 * copy)), "JPEG", quality=70
+        )
     root = write_dataset(tmp_path / "d", files)
     scan(root, tmp_path / "r", jobs=1)
     examples = load_examples(tmp_path / "r")
@@ -66,7 +68,10 @@ def test_split_keeps_duplicate_groups_on_one_side(tmp_path):
     assert len(grouped) == 5
     for seed in range(8):
         split = split_examples(examples, 0.3, seed)
-        sides = {("train" if path in split.train_paths else "val") for path in (os.path.join(str(root), p) for p in grouped)}
+        sides = {
+            ("train" if path in split.train_paths else "val")
+            for path in (os.path.join(str(root), p) for p in grouped)
+        }
         assert len(sides) == 1, f"seed {seed}: a duplicate group was split"
         assert len(split.val_paths) + len(split.train_paths) == len(examples.paths)
         assert 0.2 <= len(split.val_paths) / len(examples.paths) <= 0.4
@@ -75,8 +80,12 @@ def test_split_keeps_duplicate_groups_on_one_side(tmp_path):
 def test_split_is_seeded(audited):
     _, report = audited
     examples = load_examples(report)
-    assert split_examples(examples, 0.25, 3).val_paths == split_examples(examples, 0.25, 3).val_paths
-    assert split_examples(examples, 0.25, 3).val_paths != split_examples(examples, 0.25, 4).val_paths
+    assert (
+        split_examples(examples, 0.25, 3).val_paths == split_examples(examples, 0.25, 3).val_paths
+    )
+    assert (
+        split_examples(examples, 0.25, 3).val_paths != split_examples(examples, 0.25, 4).val_paths
+    )
 
 
 def test_the_datasets_own_split_folders_are_used(tmp_path):
@@ -95,7 +104,13 @@ def test_pipeline_shapes_and_zeroed_inputs(audited):
     batch = next(iter(make_dataset(examples.paths[:10], examples.labels[:10], 24, 4, True, 1)))
     assert tuple(batch[0].shape) == (4, 24, 24, 3) and batch[0].dtype.name == "float32"
     assert float(batch[0].numpy().max()) > 0
-    zeroed = next(iter(make_dataset(examples.paths[:10], examples.labels[:10], 24, 4, True, 1, zero_inputs=True)))
+    zeroed = next(
+        iter(
+            make_dataset(
+                examples.paths[:10], examples.labels[:10], 24, 4, True, 1, zero_inputs=True
+            )
+        )
+    )
     assert float(np.abs(zeroed[0].numpy()).max()) == 0.0
 
 

@@ -20,8 +20,20 @@ from train.recipe import run_recipe
 from train.stages import Context
 
 pytestmark = pytest.mark.slow
-TINY = TrainConfig(image_size=32, batch_size=8, epochs=1, learning_rate=3e-3, seed=7, xception_sizes=(8, 16), xception_final=16,
-                   bigger_sizes=(8, 16, 32), bigger_final=32, tuning_trials=2, tuning_epochs=1, ensemble_size=2)
+TINY = TrainConfig(
+    image_size=32,
+    batch_size=8,
+    epochs=1,
+    learning_rate=3e-3,
+    seed=7,
+    xception_sizes=(8, 16),
+    xception_final=16,
+    bigger_sizes=(8, 16, 32),
+    bigger_final=32,
+    tuning_trials=2,
+    tuning_epochs=1,
+    ensemble_size=2,
+)
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +50,9 @@ def weights(tmp_path_factory):
     import keras
 
     path = tmp_path_factory.mktemp("weights") / "mobilenet_v2_no_top.weights.h5"
-    keras.applications.MobileNetV2(input_shape=(32, 32, 3), include_top=False, weights=None).save_weights(path)
+    keras.applications.MobileNetV2(
+        input_shape=(32, 32, 3), include_top=False, weights=None
+    ).save_weights(path)
     return path
 
 
@@ -46,11 +60,19 @@ def weights(tmp_path_factory):
 def full_run(split, weights, tmp_path_factory):
     _, _, examples = split
     stages = ["baseline", *ABLATION, *EXTRAS]
-    return run_recipe(examples, replace(TINY, weights=str(weights)), stages, runs_dir=tmp_path_factory.mktemp("runs"), log=lambda line: None)
+    return run_recipe(
+        examples,
+        replace(TINY, weights=str(weights)),
+        stages,
+        runs_dir=tmp_path_factory.mktemp("runs"),
+        log=lambda line: None,
+    )
 
 
 def test_every_stage_writes_its_artefacts_and_verdicts(full_run):
-    folders = {path.name.split("-", 1)[1]: path for path in full_run.run_path.iterdir() if path.is_dir()}
+    folders = {
+        path.name.split("-", 1)[1]: path for path in full_run.run_path.iterdir() if path.is_dir()
+    }
     assert set(folders) == {"baseline", *ABLATION, *EXTRAS}
     for name, folder in folders.items():
         metrics = json.loads((folder / "metrics.json").read_text())
@@ -61,10 +83,18 @@ def test_every_stage_writes_its_artefacts_and_verdicts(full_run):
             assert (folder / artefact).is_file(), f"{name}/{artefact}"
     for name in [*ABLATION, "tuning"]:
         folder = folders[name]
-        for artefact in ("model.keras", "predictions.npz", "prediction_dynamics.png", "first_layer_filters.png"):
+        for artefact in (
+            "model.keras",
+            "predictions.npz",
+            "prediction_dynamics.png",
+            "first_layer_filters.png",
+        ):
             assert (folder / artefact).is_file(), f"{name}/{artefact}"
         predictions = np.load(folder / "predictions.npz")
-        assert predictions["probabilities"].shape[0] == json.loads((folder / "metrics.json").read_text())["summary"]["epochs_run"]
+        assert (
+            predictions["probabilities"].shape[0]
+            == json.loads((folder / "metrics.json").read_text())["summary"]["epochs_run"]
+        )
         np.testing.assert_allclose(predictions["probabilities"].sum(axis=2), 1.0, rtol=1e-5)
     early = json.loads((folders["early_stopping"] / "metrics.json").read_text())
     assert {v["name"] for v in early["verdicts"]} >= {"final_weights_are_the_best_epoch"}
@@ -78,10 +108,17 @@ def test_ablation_report_from_the_run_folders(full_run):
     rows = list(csv.DictReader(open(full_run.run_path / "ablation.csv")))
     assert [row["stage"] for row in rows] == ["baseline", *ABLATION, "tuning"]
     by_stage = {row["stage"]: row for row in rows}
-    assert by_stage["augment"]["builds_on"] == "xception" and by_stage["augment"]["augment"] == "True"
-    assert by_stage["smaller_input"]["image_size"] == "16" and by_stage["smaller_batch"]["batch_size"] == "2"
+    assert (
+        by_stage["augment"]["builds_on"] == "xception" and by_stage["augment"]["augment"] == "True"
+    )
+    assert (
+        by_stage["smaller_input"]["image_size"] == "16"
+        and by_stage["smaller_batch"]["batch_size"] == "2"
+    )
     delta = float(by_stage["dropout"]["delta_best_val_loss"])
-    assert delta == pytest.approx(float(by_stage["dropout"]["best_val_loss"]) - float(by_stage["augment"]["best_val_loss"]))
+    assert delta == pytest.approx(
+        float(by_stage["dropout"]["best_val_loss"]) - float(by_stage["augment"]["best_val_loss"])
+    )
     markdown = (full_run.run_path / "ablation.md").read_text()
     assert markdown.count("\n") == len(rows) + 2 and "| pretrained |" in markdown
     figure = Image.open(full_run.run_path / "ablation.png")
@@ -96,19 +133,36 @@ def test_shared_architectures_start_from_the_same_weights(split):
     built = {}
     for stage in ("xception", "augment", "dropout"):
         spec = ablation.spec(stage)
-        model = context.build(spec.model, learning_rate=spec.learning_rate, image_size=spec.image_size, **spec.options)
+        model = context.build(
+            spec.model, learning_rate=spec.learning_rate, image_size=spec.image_size, **spec.options
+        )
         # Dropout owns a seed-generator state variable: not a weight of the network.
-        built[stage] = [value for variable, value in zip(model.weights, model.get_weights()) if "seed_generator" not in variable.path]
-    for other in ("augment", "dropout"):  # augmentation and dropout add no weights: identical starts
+        built[stage] = [
+            value
+            for variable, value in zip(model.weights, model.get_weights())
+            if "seed_generator" not in variable.path
+        ]
+    for other in (
+        "augment",
+        "dropout",
+    ):  # augmentation and dropout add no weights: identical starts
         assert len(built[other]) == len(built["xception"])
         assert all(np.array_equal(a, b) for a, b in zip(built["xception"], built[other]))
 
 
 def test_pretrained_is_skipped_with_a_reason(split, tmp_path):
     _, _, examples = split
-    outcome = run_recipe(examples, TINY, ["pretrained"], runs_dir=tmp_path / "a", log=lambda line: None)
+    outcome = run_recipe(
+        examples, TINY, ["pretrained"], runs_dir=tmp_path / "a", log=lambda line: None
+    )
     assert "no local MobileNetV2 weights" in outcome.results[0].skipped
-    outcome = run_recipe(examples, replace(TINY, weights=str(tmp_path / "nope.h5")), ["pretrained"], runs_dir=tmp_path / "b", log=lambda line: None)
+    outcome = run_recipe(
+        examples,
+        replace(TINY, weights=str(tmp_path / "nope.h5")),
+        ["pretrained"],
+        runs_dir=tmp_path / "b",
+        log=lambda line: None,
+    )
     assert "does not exist" in outcome.results[0].skipped
     assert "SKIPPED" in outcome.table()
 
@@ -116,8 +170,28 @@ def test_pretrained_is_skipped_with_a_reason(split, tmp_path):
 def test_presets_and_report_errors(split, tmp_path, capsys):
     root, report, _ = split
     assert set(PRESETS) == {"cpu-small", "full"}
-    assert cli.main(["run", str(root), "--report", str(report), "--preset", "cpu-small", "--stages", "init_loss",
-                     "--runs-dir", str(tmp_path / "runs"), "--run-id", "preset"]) == 0
+    assert (
+        cli.main(
+            [
+                "run",
+                str(root),
+                "--report",
+                str(report),
+                "--preset",
+                "cpu-small",
+                "--stages",
+                "init_loss",
+                "--runs-dir",
+                str(tmp_path / "runs"),
+                "--run-id",
+                "preset",
+            ]
+        )
+        == 0
+    )
     config = json.loads((tmp_path / "runs" / "preset" / "01-init_loss" / "config.json").read_text())
-    assert (config["epochs"], config["tuning_trials"]) == (PRESETS["cpu-small"]["epochs"], PRESETS["cpu-small"]["tuning_trials"])
+    assert (config["epochs"], config["tuning_trials"]) == (
+        PRESETS["cpu-small"]["epochs"],
+        PRESETS["cpu-small"]["tuning_trials"],
+    )
     assert cli.main(["report", str(tmp_path)]) == 2

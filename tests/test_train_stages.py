@@ -14,10 +14,10 @@ import pytest
 from audit.scan import scan
 from tests.imagegen import colour_dataset
 from train import cli
+from train.config import SANITY, TrainConfig
 from train.data import load_examples, split_examples
 from train.recipe import run_recipe
 from train.runs import read_events, read_history
-from train.config import SANITY, TrainConfig
 
 pytestmark = pytest.mark.slow
 FAST = TrainConfig(image_size=32, batch_size=8, epochs=8, learning_rate=3e-3, seed=7)
@@ -38,11 +38,15 @@ def separable(tmp_path_factory):
 @pytest.fixture(scope="module")
 def good_run(separable, tmp_path_factory):
     _, _, split = separable
-    return run_recipe(split, FAST, list(SANITY), runs_dir=tmp_path_factory.mktemp("runs"), log=lambda line: None)
+    return run_recipe(
+        split, FAST, list(SANITY), runs_dir=tmp_path_factory.mktemp("runs"), log=lambda line: None
+    )
 
 
 def verdicts(outcome, stage):
-    return {v.name: v for result in outcome.results if result.name == stage for v in result.verdicts}
+    return {
+        v.name: v for result in outcome.results if result.name == stage for v in result.verdicts
+    }
 
 
 def run_one(split, stage, config, tmp_path):
@@ -51,7 +55,12 @@ def run_one(split, stage, config, tmp_path):
 
 def test_every_sanity_verdict_passes_on_a_good_pipeline(good_run):
     assert [result.name for result in good_run.results] == list(SANITY)
-    failed = [(r.name, v.name, v.value, v.threshold) for r in good_run.results for v in r.verdicts if not v.passed]
+    failed = [
+        (r.name, v.name, v.value, v.threshold)
+        for r in good_run.results
+        for v in r.verdicts
+        if not v.passed
+    ]
     assert failed == []
     assert not good_run.sanity_failed
 
@@ -64,7 +73,13 @@ def test_run_folders_hold_every_artefact(good_run):
     assert [e["stage"] for e in events if e["event"] == "stage_end"] == list(SANITY)
     assert any(e["event"] == "epoch" and "val_loss" in e["metrics"] for e in events)
     for folder in (path for path in good_run.run_path.iterdir() if path.is_dir()):
-        for name in ("config.json", "history.csv", "metrics.json", "model.keras", "batch_preview.png"):
+        for name in (
+            "config.json",
+            "history.csv",
+            "metrics.json",
+            "model.keras",
+            "batch_preview.png",
+        ):
             assert (folder / name).is_file(), f"{folder.name}/{name}"
         metrics = json.loads((folder / "metrics.json").read_text())
         assert metrics["hypothesis"] and metrics["verdicts"]
@@ -88,7 +103,9 @@ def test_overfit_fails_without_enough_steps(separable, tmp_path):
 
 
 def test_input_independence_fails_when_inputs_carry_nothing(tmp_path_factory, tmp_path):
-    _, _, split = audited_split(tmp_path_factory, "noise")  # noise only: nothing tells the classes apart
+    _, _, split = audited_split(
+        tmp_path_factory, "noise"
+    )  # noise only: nothing tells the classes apart
     outcome = run_one(split, "input_independence", FAST, tmp_path)
     assert not verdicts(outcome, "input_independence")["real_inputs_beat_zeroed_inputs"].passed
 
@@ -101,7 +118,9 @@ def test_baseline_fails_with_shuffled_labels(tmp_path_factory, tmp_path):
 
 def test_capacity_fails_when_the_wider_model_is_narrower(separable, tmp_path):
     _, _, split = separable
-    outcome = run_one(split, "capacity", replace(FAST, capacity_multiplier=1 / 32), tmp_path)  # one filter
+    outcome = run_one(
+        split, "capacity", replace(FAST, capacity_multiplier=1 / 32), tmp_path
+    )  # one filter
     assert not verdicts(outcome, "capacity")["wider_model_lower_training_loss"].passed
 
 
@@ -114,12 +133,30 @@ def test_determinism_fails_without_a_seed(separable, tmp_path):
 
 def test_cli_verdict_table_and_exit_codes(separable, tmp_path, capsys):
     root, report, _ = separable
-    common = ["run", str(root), "--report", str(report), "--runs-dir", str(tmp_path / "runs"),
-              "--image-size", "32", "--batch-size", "8", "--epochs", "8", "--learning-rate", "3e-3", "--seed", "7"]
+    common = [
+        "run",
+        str(root),
+        "--report",
+        str(report),
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        "--image-size",
+        "32",
+        "--batch-size",
+        "8",
+        "--epochs",
+        "8",
+        "--learning-rate",
+        "3e-3",
+        "--seed",
+        "7",
+    ]
     assert cli.main(common + ["--stages", "init_loss,overfit_one_batch"]) == 0
     out = capsys.readouterr().out
     assert "initial_loss_is_prior_entropy" in out and "PASS" in out and "Run folder:" in out
-    assert cli.main(common + ["--stages", "init_loss", "--bias", "zero", "--run-id", "zero-bias"]) == 1
+    assert (
+        cli.main(common + ["--stages", "init_loss", "--bias", "zero", "--run-id", "zero-bias"]) == 1
+    )
     assert "FAIL" in capsys.readouterr().out
     assert cli.main(["run", str(root), "--report", str(tmp_path / "missing")]) == 2
     assert "audit scan" in capsys.readouterr().err
@@ -129,4 +166,6 @@ def test_cli_verdict_table_and_exit_codes(separable, tmp_path, capsys):
 def test_stage_registry_matches_the_light_config():
     from train.stages import STAGES
 
-    assert tuple(STAGES) == SANITY  # train.config names them for --help without importing TensorFlow
+    assert (
+        tuple(STAGES) == SANITY
+    )  # train.config names them for --help without importing TensorFlow

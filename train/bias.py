@@ -40,7 +40,9 @@ def _counts(counts: Sequence[int]) -> np.ndarray:
     if values.ndim != 1 or values.size < 2:
         raise ValueError(f"need counts for at least two classes, got {list(counts)}")
     if (values <= 0).any():
-        raise ValueError(f"every class needs at least one example to set a prior; counts: {list(counts)}")
+        raise ValueError(
+            f"every class needs at least one example to set a prior; counts: {list(counts)}"
+        )
     return values
 
 

@@ -19,7 +19,10 @@ def build_parser() -> argparse.ArgumentParser:
     from train.config import PRESETS, SANITY, STAGE_NAMES, TrainConfig
 
     defaults = TrainConfig()
-    parser = argparse.ArgumentParser(prog="python -m train", description="Train on an audited dataset, stage by stage, with verdicts.")
+    parser = argparse.ArgumentParser(
+        prog="python -m train",
+        description="Train on an audited dataset, stage by stage, with verdicts.",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     run = commands.add_parser(
         "run",
@@ -28,17 +31,62 @@ def build_parser() -> argparse.ArgumentParser:
         f"ends with verdicts. Stages: {', '.join(STAGE_NAMES)}. 'sanity' = {', '.join(SANITY)}.",
     )
     run.add_argument("root", metavar="ROOT", help="the dataset folder the report was made from")
-    run.add_argument("--report", metavar="REPORT_DIR", help="output folder of `python -m audit scan ROOT` (default: reports/<ROOT name>)")
-    run.add_argument("--stages", help="sanity, all, or a comma-separated list (default: sanity; all with --preset)")
-    run.add_argument("--preset", choices=tuple(PRESETS), help="whole-recipe settings: cpu-small (the demo on 2 CPU cores), full (the seed's sizes, for a GPU)")
-    run.add_argument("--weights", metavar="PATH", help="local MobileNetV2 no-top weights for the pretrained stage (skipped without)")
-    run.add_argument("--image-size", type=int, help=f"square input side in pixels (default: {defaults.image_size}, or the preset's)")
-    run.add_argument("--batch-size", type=int, help=f"default: {defaults.batch_size}, or the preset's")
-    run.add_argument("--epochs", type=int, help=f"epochs per training run (default: {defaults.epochs}, or the preset's)")
-    run.add_argument("--seed", type=int, default=defaults.seed, help=f"seed for the split, the weights and the batches (default: {defaults.seed})")
-    run.add_argument("--learning-rate", type=float, default=defaults.learning_rate, help=f"Adam learning rate (default: {defaults.learning_rate:g})")
-    run.add_argument("--validation-fraction", type=float, default=0.2, help="validation share when the dataset has no split folders (default: 0.2)")
-    run.add_argument("--bias", choices=("prior", "zero"), default="prior", help="output bias: from the class prior (default) or zero (ablation)")
+    run.add_argument(
+        "--report",
+        metavar="REPORT_DIR",
+        help="output folder of `python -m audit scan ROOT` (default: reports/<ROOT name>)",
+    )
+    run.add_argument(
+        "--stages",
+        help="sanity, all, or a comma-separated list (default: sanity; all with --preset)",
+    )
+    run.add_argument(
+        "--preset",
+        choices=tuple(PRESETS),
+        help="whole-recipe settings: cpu-small (the demo on 2 CPU cores), full (the seed's sizes, for a GPU)",
+    )
+    run.add_argument(
+        "--weights",
+        metavar="PATH",
+        help="local MobileNetV2 no-top weights for the pretrained stage (skipped without)",
+    )
+    run.add_argument(
+        "--image-size",
+        type=int,
+        help=f"square input side in pixels (default: {defaults.image_size}, or the preset's)",
+    )
+    run.add_argument(
+        "--batch-size", type=int, help=f"default: {defaults.batch_size}, or the preset's"
+    )
+    run.add_argument(
+        "--epochs",
+        type=int,
+        help=f"epochs per training run (default: {defaults.epochs}, or the preset's)",
+    )
+    run.add_argument(
+        "--seed",
+        type=int,
+        default=defaults.seed,
+        help=f"seed for the split, the weights and the batches (default: {defaults.seed})",
+    )
+    run.add_argument(
+        "--learning-rate",
+        type=float,
+        default=defaults.learning_rate,
+        help=f"Adam learning rate (default: {defaults.learning_rate:g})",
+    )
+    run.add_argument(
+        "--validation-fraction",
+        type=float,
+        default=0.2,
+        help="validation share when the dataset has no split folders (default: 0.2)",
+    )
+    run.add_argument(
+        "--bias",
+        choices=("prior", "zero"),
+        default="prior",
+        help="output bias: from the class prior (default) or zero (ablation)",
+    )
     run.add_argument("--runs-dir", default="runs", help="where run folders go (default: runs/)")
     run.add_argument("--run-id", help="name of this run's folder (default: a UTC timestamp)")
     run.set_defaults(handler=run_stages)
@@ -60,16 +108,16 @@ def select_stages(spec: str) -> list[str]:
     names = [name.strip() for name in spec.split(",") if name.strip()]
     unknown = [name for name in names if name not in STAGE_NAMES]
     if unknown or not names:
-        raise CannotRun(f"unknown stage(s) {', '.join(unknown) or '(none given)'}; choose from sanity, all, {', '.join(STAGE_NAMES)}")
+        raise CannotRun(
+            f"unknown stage(s) {', '.join(unknown) or '(none given)'}; choose from sanity, all, {', '.join(STAGE_NAMES)}"
+        )
     return names
 
 
 def run_stages(args: argparse.Namespace) -> int:
-    from train.config import TrainConfig
+    from train.config import PRESETS, TrainConfig
     from train.data import ReportError, load_examples, split_examples
     from train.recipe import run_recipe
-
-    from train.config import PRESETS
 
     names = select_stages(args.stages or ("all" if args.preset else "sanity"))
     settings = dict(PRESETS.get(args.preset, {}))
@@ -78,13 +126,21 @@ def run_stages(args: argparse.Namespace) -> int:
             settings[option] = getattr(args, option)
     report_dir = args.report or str(Path("reports") / (Path(args.root).resolve().name or "dataset"))
     try:
-        config = TrainConfig(**settings, seed=args.seed, learning_rate=args.learning_rate, bias=args.bias, weights=args.weights)
+        config = TrainConfig(
+            **settings,
+            seed=args.seed,
+            learning_rate=args.learning_rate,
+            bias=args.bias,
+            weights=args.weights,
+        )
         examples = load_examples(report_dir, root=args.root)
         split = split_examples(examples, args.validation_fraction, args.seed)
     except (ReportError, ValueError) as error:
         raise CannotRun(str(error)) from error
-    print(f"{len(split.train_paths)} training and {len(split.val_paths)} validation images "
-          f"({examples.skipped_errors} left out for audit errors); split: {split.how}")
+    print(
+        f"{len(split.train_paths)} training and {len(split.val_paths)} validation images "
+        f"({examples.skipped_errors} left out for audit errors); split: {split.how}"
+    )
     if split.details.get("left_out_classes"):
         print(f"left out (no usable image): {', '.join(split.details['left_out_classes'])}")
     try:
@@ -94,7 +150,9 @@ def run_stages(args: argparse.Namespace) -> int:
     print(outcome.table())
     if outcome.report:
         print(outcome.report["ablation.md"].read_text(), end="")
-        print(f"Ablation report: {outcome.report['ablation.md']}, figure: {outcome.report['ablation.png']}")
+        print(
+            f"Ablation report: {outcome.report['ablation.md']}, figure: {outcome.report['ablation.png']}"
+        )
     print(f"Run folder: {outcome.run_path}")
     return EXIT_FAILED if outcome.sanity_failed else EXIT_PASSED
 

@@ -6,9 +6,25 @@ from dataclasses import dataclass
 
 # The sanity stages, in the order they run (train.stages implements them); a failed
 # sanity verdict makes `python -m train run` exit 1.
-SANITY = ("init_loss", "overfit_one_batch", "input_independence", "baseline", "capacity", "determinism")
+SANITY = (
+    "init_loss",
+    "overfit_one_batch",
+    "input_independence",
+    "baseline",
+    "capacity",
+    "determinism",
+)
 # The recipe after the sanity checks (train.ablation): each builds on an earlier stage.
-ABLATION = ("xception", "augment", "dropout", "pretrained", "smaller_input", "smaller_batch", "early_stopping", "bigger_model")
+ABLATION = (
+    "xception",
+    "augment",
+    "dropout",
+    "pretrained",
+    "smaller_input",
+    "smaller_batch",
+    "early_stopping",
+    "bigger_model",
+)
 EXTRAS = ("tuning", "ensemble")
 STAGE_NAMES = SANITY + ABLATION + EXTRAS
 
@@ -66,10 +82,21 @@ class TrainConfig:
 # `--preset`: whole-recipe settings. cpu-small runs everything on the demo dataset on two
 # CPU cores (bench/train_cpu_small.py measures it); full uses the seed's sizes, for a GPU.
 PRESETS = {
-    "cpu-small": dict(image_size=32, batch_size=32, epochs=6, tuning_trials=4, tuning_epochs=3, ensemble_size=3),
+    "cpu-small": dict(
+        image_size=32, batch_size=32, epochs=6, tuning_trials=4, tuning_epochs=3, ensemble_size=3
+    ),
     "full": dict(
-        image_size=180, batch_size=128, epochs=25, xception_sizes=(128, 256, 512), xception_final=1024,
-        bigger_sizes=(128, 256, 512, 728), bigger_final=1024, batchnorm_momentum=0.99, early_stopping_patience=5, tuning_trials=20,
-        tuning_epochs=10, ensemble_size=5,
+        image_size=180,
+        batch_size=128,
+        epochs=25,
+        xception_sizes=(128, 256, 512),
+        xception_final=1024,
+        bigger_sizes=(128, 256, 512, 728),
+        bigger_final=1024,
+        batchnorm_momentum=0.99,
+        early_stopping_patience=5,
+        tuning_trials=20,
+        tuning_epochs=10,
+        ensemble_size=5,
     ),
 }

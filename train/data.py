@@ -61,7 +61,9 @@ class SplitExamples:
         return np.bincount(self.train_labels, minlength=len(self.class_names)).tolist()
 
 
-def load_examples(report_dir: str | os.PathLike, root: str | os.PathLike | None = None, check_stale: bool = True) -> Examples:
+def load_examples(
+    report_dir: str | os.PathLike, root: str | os.PathLike | None = None, check_stale: bool = True
+) -> Examples:
     """Read the usable files from an audit report; ReportError when missing or stale."""
     report = Path(report_dir)
     summary_path, images_path = report / "summary.json", report / "images.csv"
@@ -73,7 +75,9 @@ def load_examples(report_dir: str | os.PathLike, root: str | os.PathLike | None 
     summary = json.loads(summary_path.read_text())
     report_root = Path(summary["root"])
     if root is not None and Path(root).expanduser().resolve() != report_root.resolve():
-        raise ReportError(f"the report in {report} is for {report_root}, not {Path(root).resolve()}")
+        raise ReportError(
+            f"the report in {report} is for {report_root}, not {Path(root).resolve()}"
+        )
     rows = list(csv.DictReader(open(images_path, encoding="utf-8", newline="")))
     if check_stale:
         _refuse_stale(report_root, rows, report)
@@ -96,7 +100,10 @@ def load_examples(report_dir: str | os.PathLike, root: str | os.PathLike | None 
 def _duplicate_groups(path: Path) -> dict[str, int]:
     if not path.is_file():
         return {}
-    return {row["path"]: int(row["group"]) for row in csv.DictReader(open(path, encoding="utf-8", newline=""))}
+    return {
+        row["path"]: int(row["group"])
+        for row in csv.DictReader(open(path, encoding="utf-8", newline=""))
+    }
 
 
 def _refuse_stale(root: Path, rows: list[dict], report: Path) -> None:
@@ -115,7 +122,9 @@ def _refuse_stale(root: Path, rows: list[dict], report: Path) -> None:
     spans_another_root = any(row["path"].startswith("../") for row in rows)
     added = []
     if root.is_dir() and not spans_another_root:
-        added = [entry.relpath for entry in discover(root).iter_files() if entry.relpath not in known]
+        added = [
+            entry.relpath for entry in discover(root).iter_files() if entry.relpath not in known
+        ]
     if changed or removed or added:
         examples = (changed + removed + added)[:5]
         raise ReportError(
@@ -133,7 +142,9 @@ def without_empty_classes(examples: Examples) -> tuple[Examples, list[str]]:
     if not left_out:
         return examples, []
     if len(kept) < 2:
-        raise ValueError(f"fewer than two classes have usable images (left out: {', '.join(left_out)})")
+        raise ValueError(
+            f"fewer than two classes have usable images (left out: {', '.join(left_out)})"
+        )
     remap = np.full(len(examples.class_names), -1, dtype=np.int32)
     remap[kept] = np.arange(len(kept), dtype=np.int32)
     narrowed = Examples(
@@ -149,7 +160,9 @@ def without_empty_classes(examples: Examples) -> tuple[Examples, list[str]]:
     return narrowed, left_out
 
 
-def split_examples(examples: Examples, validation_fraction: float = 0.2, seed: int = 1337) -> SplitExamples:
+def split_examples(
+    examples: Examples, validation_fraction: float = 0.2, seed: int = 1337
+) -> SplitExamples:
     """Training/validation split: the dataset's own, or a seeded group-aware stratified one.
 
     Classes without any usable image are left out first (details["left_out_classes"]).
@@ -164,7 +177,9 @@ def split_examples(examples: Examples, validation_fraction: float = 0.2, seed: i
         is_val = np.array([name.lower() in VALIDATION_SPLITS for name in examples.splits])
         is_train = np.array([name.lower() in TRAINING_SPLITS for name in examples.splits])
         how = f"the dataset's own split folders ({own_train[0]} / {own_val[0]})"
-        details = {"ignored_splits": sorted(split_names - set(VALIDATION_SPLITS) - set(TRAINING_SPLITS))}
+        details = {
+            "ignored_splits": sorted(split_names - set(VALIDATION_SPLITS) - set(TRAINING_SPLITS))
+        }
     else:
         is_val = _group_stratified_validation(examples, validation_fraction, seed)
         is_train = ~is_val
@@ -181,7 +196,9 @@ def split_examples(examples: Examples, validation_fraction: float = 0.2, seed: i
     )
     empty = [name for name, count in zip(split.class_names, split.train_counts()) if count == 0]
     if empty:
-        raise ValueError(f"class(es) {', '.join(empty)} have no usable training image: add images or remove the folder")
+        raise ValueError(
+            f"class(es) {', '.join(empty)} have no usable training image: add images or remove the folder"
+        )
     if not split.val_paths:
         raise ValueError("the validation set is empty: too few usable images to split")
     return split
@@ -191,7 +208,9 @@ def _group_stratified_validation(examples: Examples, fraction: float, seed: int)
     """Mark validation files: per class, whole units (a duplicate group or a single file)."""
     rng = np.random.default_rng(seed)
     count = len(examples.paths)
-    unit_of = np.where(examples.groups >= 0, examples.groups, -(np.arange(count) + 1))  # singles: own unit
+    unit_of = np.where(
+        examples.groups >= 0, examples.groups, -(np.arange(count) + 1)
+    )  # singles: own unit
     is_val = np.zeros(count, dtype=bool)
     for label in range(len(examples.class_names)):
         in_class = np.flatnonzero(examples.labels == label)
@@ -249,5 +268,8 @@ def make_dataset(
         dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size)
     if augment is not None:
-        dataset = dataset.map(lambda images, labels: (augment(images, training=True), labels), num_parallel_calls=autotune)
+        dataset = dataset.map(
+            lambda images, labels: (augment(images, training=True), labels),
+            num_parallel_calls=autotune,
+        )
     return dataset.prefetch(autotune)

@@ -13,7 +13,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-PANELS = (("accuracy", "training accuracy"), ("loss", "training loss"), ("val_accuracy", "validation accuracy"), ("val_loss", "validation loss"))
+PANELS = (
+    ("accuracy", "training accuracy"),
+    ("loss", "training loss"),
+    ("val_accuracy", "validation accuracy"),
+    ("val_loss", "validation loss"),
+)
 
 
 def four_panel(histories: dict[str, dict[str, list[float]]], path: Path) -> Path:
@@ -35,7 +40,9 @@ def four_panel(histories: dict[str, dict[str, list[float]]], path: Path) -> Path
     return path
 
 
-def prediction_dynamics(probabilities: np.ndarray, labels: np.ndarray, class_names, path: Path) -> Path:
+def prediction_dynamics(
+    probabilities: np.ndarray, labels: np.ndarray, class_names, path: Path
+) -> Path:
     """How the probability of each example's true class moves, epoch after epoch.
 
     probabilities: (epochs, examples, classes); labels: (examples,).
@@ -44,12 +51,16 @@ def prediction_dynamics(probabilities: np.ndarray, labels: np.ndarray, class_nam
     true_class = probabilities[:, np.arange(len(labels)), labels]
     figure, axis = plt.subplots(figsize=(8, 5), constrained_layout=True)
     for index in range(true_class.shape[1]):
-        axis.plot(epochs, true_class[:, index], color=plt.cm.tab10(int(labels[index]) % 10), alpha=0.6)
+        axis.plot(
+            epochs, true_class[:, index], color=plt.cm.tab10(int(labels[index]) % 10), alpha=0.6
+        )
     axis.axhline(1 / probabilities.shape[2], color="grey", linestyle="--", linewidth=1)
     axis.set_ylim(0, 1)
     axis.set_xlabel("epoch")
     axis.set_ylabel("probability of the true class")
-    axis.set_title(f"Predictions on one fixed validation batch ({len(labels)} images; colour = class)")
+    axis.set_title(
+        f"Predictions on one fixed validation batch ({len(labels)} images; colour = class)"
+    )
     figure.savefig(path, dpi=90)
     plt.close(figure)
     return path
@@ -68,7 +79,10 @@ def first_layer_filters(kernel: np.ndarray, path: Path, columns: int = 8) -> Pat
         tile = kernel[..., index]
         tile = tile[..., :3] if tile.shape[-1] >= 3 else np.repeat(tile[..., :1], 3, axis=-1)
         low, high = tile.min(), tile.max()
-        axis.imshow((tile - low) / (high - low) if high > low else np.zeros_like(tile), interpolation="nearest")
+        axis.imshow(
+            (tile - low) / (high - low) if high > low else np.zeros_like(tile),
+            interpolation="nearest",
+        )
     figure.suptitle(f"First-layer filters ({count})")
     figure.savefig(path, dpi=90)
     plt.close(figure)

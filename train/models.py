@@ -26,7 +26,9 @@ from keras import layers  # noqa: E402
 from train.bias import PriorInit  # noqa: E402
 
 
-def _head(features, init: PriorInit, bias: str = "prior", dropout: float = 0.0, seed: int | None = None):
+def _head(
+    features, init: PriorInit, bias: str = "prior", dropout: float = 0.0, seed: int | None = None
+):
     if dropout:
         # An explicit seed: otherwise creating the layer draws from Keras's global RNG, and the
         # head after it would start from other weights than in the same model without dropout.
@@ -40,7 +42,14 @@ def _head(features, init: PriorInit, bias: str = "prior", dropout: float = 0.0, 
     )(features)
 
 
-def simple_cnn(input_shape, init: PriorInit, width: int = 32, dropout: float = 0.0, bias: str = "prior", seed: int | None = None) -> keras.Model:
+def simple_cnn(
+    input_shape,
+    init: PriorInit,
+    width: int = 32,
+    dropout: float = 0.0,
+    bias: str = "prior",
+    seed: int | None = None,
+) -> keras.Model:
     """The seed's baseline: two strided convolutions, global pooling, a dense head."""
     inputs = keras.Input(shape=input_shape, name="image")
     x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
@@ -51,7 +60,13 @@ def simple_cnn(input_shape, init: PriorInit, width: int = 32, dropout: float = 0
 
 
 def wider_cnn(
-    input_shape, init: PriorInit, width: int = 32, multiplier: float = 4.0, dropout: float = 0.0, bias: str = "prior", seed: int | None = None
+    input_shape,
+    init: PriorInit,
+    width: int = 32,
+    multiplier: float = 4.0,
+    dropout: float = 0.0,
+    bias: str = "prior",
+    seed: int | None = None,
 ) -> keras.Model:
     """More capacity: the baseline's layout, `multiplier` times the filters, one more conv."""
     inputs = keras.Input(shape=input_shape, name="image")
@@ -61,7 +76,9 @@ def wider_cnn(
     x = layers.Conv2D(2 * wide, 3, strides=2, padding="same", activation="relu", name="conv2")(x)
     x = layers.Conv2D(2 * wide, 3, padding="same", activation="relu", name="conv3")(x)
     x = layers.GlobalAveragePooling2D(name="pool")(x)
-    return keras.Model(inputs, _head(x, init, bias, dropout, seed), name=f"wider_cnn_x{multiplier:g}")
+    return keras.Model(
+        inputs, _head(x, init, bias, dropout, seed), name=f"wider_cnn_x{multiplier:g}"
+    )
 
 
 def small_xception(
@@ -106,11 +123,25 @@ def small_xception(
 
 
 def bigger_xception(
-    input_shape, init: PriorInit, dropout: float = 0.0, bias: str = "prior", seed: int | None = None, batchnorm_momentum: float = 0.9
+    input_shape,
+    init: PriorInit,
+    dropout: float = 0.0,
+    bias: str = "prior",
+    seed: int | None = None,
+    batchnorm_momentum: float = 0.9,
 ) -> keras.Model:
     """The seed's full-size variant: more blocks, more filters."""
-    return small_xception(input_shape, init, sizes=(64, 128, 256, 512), final=728, dropout=dropout, bias=bias,
-                          name="bigger_xception", seed=seed, batchnorm_momentum=batchnorm_momentum)
+    return small_xception(
+        input_shape,
+        init,
+        sizes=(64, 128, 256, 512),
+        final=728,
+        dropout=dropout,
+        bias=bias,
+        name="bigger_xception",
+        seed=seed,
+        batchnorm_momentum=batchnorm_momentum,
+    )
 
 
 class WeightsFileMissing(FileNotFoundError):
@@ -118,7 +149,12 @@ class WeightsFileMissing(FileNotFoundError):
 
 
 def pretrained(
-    input_shape, init: PriorInit, weights_path: str | os.PathLike | None = None, dropout: float = 0.2, bias: str = "prior", seed: int | None = None
+    input_shape,
+    init: PriorInit,
+    weights_path: str | os.PathLike | None = None,
+    dropout: float = 0.2,
+    bias: str = "prior",
+    seed: int | None = None,
 ) -> keras.Model:
     """A frozen MobileNetV2 backbone from a local weights file, with a new head.
 
@@ -133,8 +169,12 @@ def pretrained(
             "Nothing is downloaded: weights='imagenet' would fetch from the network."
         )
     inputs = keras.Input(shape=input_shape, name="image")
-    x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(inputs)  # MobileNetV2 expects -1..1
-    backbone = keras.applications.MobileNetV2(input_shape=input_shape, include_top=False, weights=None)
+    x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(
+        inputs
+    )  # MobileNetV2 expects -1..1
+    backbone = keras.applications.MobileNetV2(
+        input_shape=input_shape, include_top=False, weights=None
+    )
     backbone.load_weights(str(weights_path))
     backbone.trainable = False
     x = backbone(x, training=False)
@@ -142,7 +182,9 @@ def pretrained(
     return keras.Model(inputs, _head(x, init, bias, dropout, seed), name="pretrained_mobilenet_v2")
 
 
-def augmentation(image_size: int, rotation: float, zoom: float, crop: float, seed: int | None) -> keras.Sequential:
+def augmentation(
+    image_size: int, rotation: float, zoom: float, crop: float, seed: int | None
+) -> keras.Sequential:
     """Random flip, rotation, zoom and crop (resized back), as Keras 3 preprocessing layers."""
     side = max(1, round(image_size * crop))
     return keras.Sequential(
@@ -164,7 +206,9 @@ def first_conv_kernel(model: keras.Model):
             found = first_conv_kernel(layer)
             if found is not None:
                 return found
-        elif isinstance(layer, layers.Conv2D) and not isinstance(layer, (layers.SeparableConv2D, layers.DepthwiseConv2D)):
+        elif isinstance(layer, layers.Conv2D) and not isinstance(
+            layer, (layers.SeparableConv2D, layers.DepthwiseConv2D)
+        ):
             return layer.get_weights()[0]
     return None
 

@@ -11,10 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from train.data import SplitExamples
-from train.runs import RunStore, StageResult
 from train import ablation
 from train.config import ABLATION, SANITY, TrainConfig
+from train.data import SplitExamples
+from train.runs import RunStore, StageResult
 from train.stages import STAGES, Context
 
 # Every stage of the recipe, by name (train.config.STAGE_NAMES lists them without TensorFlow).
@@ -33,16 +33,25 @@ class RecipeOutcome:
     results: list[StageResult]
     run_path: Path
     report: dict[str, Path] | None = None  # ablation.csv, ablation.md, ablation.png
+
     @property
     def sanity_failed(self) -> bool:
-        return any(not result.passed and result.skipped is None for result in self.results if result.name in SANITY)
+        return any(
+            not result.passed and result.skipped is None
+            for result in self.results
+            if result.name in SANITY
+        )
 
     def table(self) -> str:
         """The verdict table printed at the end of a run."""
-        lines = [f"{'stage':20s} {'verdict':36s} {'value':>10s} {'rule':>6s} {'threshold':>10s}  result"]
+        lines = [
+            f"{'stage':20s} {'verdict':36s} {'value':>10s} {'rule':>6s} {'threshold':>10s}  result"
+        ]
         for result in self.results:
             if result.skipped:
-                lines.append(f"{result.name:20s} {'(skipped)':36s} {'':>10s} {'':>6s} {'':>10s}  SKIPPED: {result.skipped}")
+                lines.append(
+                    f"{result.name:20s} {'(skipped)':36s} {'':>10s} {'':>6s} {'':>10s}  SKIPPED: {result.skipped}"
+                )
             for verdict in result.verdicts:
                 rule = verdict.rule.replace("value", "").replace("threshold", "").strip()
                 lines.append(
@@ -81,8 +90,17 @@ def run_recipe(
         zeroed = name == "input_independence"  # its folder shows what the zeroed run saw
         folder = store.write_stage(result, preview=context.preview(zero_inputs=zeroed))
         ablation.write_extras(folder, result, context)
-        context.log(f"{name}: {'PASS' if result.passed else ('SKIPPED' if result.skipped else 'FAIL')} ({result.seconds:.1f} s)")
-        record({"event": "stage_end", "stage": name, "passed": result.passed, "skipped": result.skipped})
+        context.log(
+            f"{name}: {'PASS' if result.passed else ('SKIPPED' if result.skipped else 'FAIL')} ({result.seconds:.1f} s)"
+        )
+        record(
+            {
+                "event": "stage_end",
+                "stage": name,
+                "passed": result.passed,
+                "skipped": result.skipped,
+            }
+        )
         results.append(result)
     outcome = RecipeOutcome(results, store.path)
     if any(name not in SANITY for name in stage_names) or "baseline" in stage_names:

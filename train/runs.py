@@ -59,11 +59,15 @@ class RunStore:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
         self.run_id = run_id or stamp
         if not re.fullmatch(r"[A-Za-z0-9._-]+", self.run_id):
-            raise ValueError(f"run id may hold letters, digits, '.', '_' and '-' only: {self.run_id!r}")
+            raise ValueError(
+                f"run id may hold letters, digits, '.', '_' and '-' only: {self.run_id!r}"
+            )
         self.path = Path(runs_dir) / self.run_id
         # A folder holding only a log (the app starts runs that way) is fine; an earlier run is not.
         if (self.path / "events.jsonl").exists() or any(self.path.glob("[0-9][0-9]-*")):
-            raise FileExistsError(f"run folder {self.path} already holds a run; choose another --run-id")
+            raise FileExistsError(
+                f"run folder {self.path} already holds a run; choose another --run-id"
+            )
         self.path.mkdir(parents=True, exist_ok=True)
         self.stages_written = 0
 
@@ -111,7 +115,10 @@ def run_summary(spec: dict, history: dict[str, list[float]], seconds: float) -> 
 
 def _finite(row: dict) -> dict:
     """JSON has no NaN/inf: write them as strings a person can read."""
-    return {key: (str(value) if isinstance(value, float) and not math.isfinite(value) else value) for key, value in row.items()}
+    return {
+        key: (str(value) if isinstance(value, float) and not math.isfinite(value) else value)
+        for key, value in row.items()
+    }
 
 
 def write_history(path: Path, history: dict[str, list[float]]) -> None:
@@ -122,7 +129,15 @@ def write_history(path: Path, history: dict[str, list[float]]) -> None:
         writer = csv.writer(handle)
         writer.writerow(["epoch", *columns])
         for epoch in range(length):
-            writer.writerow([epoch + 1, *(history[column][epoch] if epoch < len(history[column]) else "" for column in columns)])
+            writer.writerow(
+                [
+                    epoch + 1,
+                    *(
+                        history[column][epoch] if epoch < len(history[column]) else ""
+                        for column in columns
+                    ),
+                ]
+            )
 
 
 def read_events(run_path: Path) -> list[dict]:
@@ -144,12 +159,19 @@ def list_runs(runs_dir: str | os.PathLike) -> list[Path]:
     folder = Path(runs_dir)
     if not folder.is_dir():
         return []
-    return sorted((path for path in folder.iterdir() if path.is_dir()), key=lambda path: path.stat().st_mtime, reverse=True)
+    return sorted(
+        (path for path in folder.iterdir() if path.is_dir()),
+        key=lambda path: path.stat().st_mtime,
+        reverse=True,
+    )
 
 
 def read_stage_metrics(run_path: Path) -> list[dict]:
     """metrics.json of every stage folder of a run, in stage order."""
-    return [json.loads(path.read_text()) for path in sorted(Path(run_path).glob("[0-9][0-9]-*/metrics.json"))]
+    return [
+        json.loads(path.read_text())
+        for path in sorted(Path(run_path).glob("[0-9][0-9]-*/metrics.json"))
+    ]
 
 
 def read_history(path: Path) -> dict[str, list[float]]:
@@ -162,7 +184,9 @@ def read_history(path: Path) -> dict[str, list[float]]:
     return columns
 
 
-def save_batch_preview(path: Path, images: np.ndarray, labels: np.ndarray, class_names, columns: int = 8) -> None:
+def save_batch_preview(
+    path: Path, images: np.ndarray, labels: np.ndarray, class_names, columns: int = 8
+) -> None:
     """A grid of the batch exactly as it enters the network (0..255 floats), labelled."""
     images = np.clip(np.asarray(images, dtype=np.float32), 0, 255).astype(np.uint8)
     labels = np.asarray(labels).reshape(len(images), -1)[:, 0].astype(int)

@@ -74,20 +74,44 @@ class Context:
         cache: bool = True,
     ):
         """A fresh pipeline (so the same seed gives the same batches); augmentation on training only."""
-        paths, labels = (self.split.train_paths, self.split.train_labels) if part == "train" else (self.split.val_paths, self.split.val_labels)
+        paths, labels = (
+            (self.split.train_paths, self.split.train_labels)
+            if part == "train"
+            else (self.split.val_paths, self.split.val_labels)
+        )
         shuffle = part == "train" if shuffle is None else shuffle
         size = image_size or self.config.image_size
         layers = None
         if augment and part == "train":
             config = self.config
-            layers = models.augmentation(size, config.augment_rotation, config.augment_zoom, config.augment_crop, config.seed)
-        return data.make_dataset(paths, labels, size, batch_size or self.config.batch_size, shuffle, self.config.seed, zero_inputs, layers, cache)
+            layers = models.augmentation(
+                size, config.augment_rotation, config.augment_zoom, config.augment_crop, config.seed
+            )
+        return data.make_dataset(
+            paths,
+            labels,
+            size,
+            batch_size or self.config.batch_size,
+            shuffle,
+            self.config.seed,
+            zero_inputs,
+            layers,
+            cache,
+        )
 
-    def build(self, name: str, learning_rate: float | None = None, image_size: int | None = None, **options):
+    def build(
+        self,
+        name: str,
+        learning_rate: float | None = None,
+        image_size: int | None = None,
+        **options,
+    ):
         """A compiled model, built right after reseeding (same seed, same initial weights)."""
         self.seed()
         size = image_size or self.config.image_size
-        model = models.MODELS[name]((size, size, 3), self.init, bias=self.config.bias, seed=self.config.seed, **options)
+        model = models.MODELS[name](
+            (size, size, 3), self.init, bias=self.config.bias, seed=self.config.seed, **options
+        )
         return models.compile_model(model, self.init, learning_rate or self.config.learning_rate)
 
     def fit(
@@ -114,15 +138,32 @@ class Context:
             def on_epoch_end(self, epoch, logs=None):
                 metrics = {key: float(value) for key, value in (logs or {}).items()}
                 shown = "  ".join(f"{key} {value:.4f}" for key, value in metrics.items())
-                log(f"[{label}] epoch {epoch + 1}/{epochs}  {shown}  ({time.monotonic() - self.started:.1f} s)")
-                on_event({"event": "epoch", "run": label, "epoch": epoch + 1, "epochs": epochs, "metrics": metrics})
+                log(
+                    f"[{label}] epoch {epoch + 1}/{epochs}  {shown}  ({time.monotonic() - self.started:.1f} s)"
+                )
+                on_event(
+                    {
+                        "event": "epoch",
+                        "run": label,
+                        "epoch": epoch + 1,
+                        "epochs": epochs,
+                        "metrics": metrics,
+                    }
+                )
 
-        train = self.dataset("train", zero_inputs, image_size=image_size, batch_size=batch_size, augment=augment)
+        train = self.dataset(
+            "train", zero_inputs, image_size=image_size, batch_size=batch_size, augment=augment
+        )
         validation = self.dataset("val", zero_inputs, image_size=image_size, batch_size=batch_size)
         self.seed()
         # shuffle=False: the pipeline already shuffles, with the seed.
         history = model.fit(
-            train, validation_data=validation, epochs=epochs, shuffle=False, verbose=0, callbacks=[*callbacks, EpochLine()]
+            train,
+            validation_data=validation,
+            epochs=epochs,
+            shuffle=False,
+            verbose=0,
+            callbacks=[*callbacks, EpochLine()],
         )
         return {key: [float(value) for value in values] for key, values in history.history.items()}
 
@@ -170,19 +211,38 @@ def init_loss(context: Context) -> StageResult:
     model = context.build("simple_cnn", width=context.config.width)
     loss = float(model.evaluate(train, verbose=0)[0])
     zero = models.compile_model(
-        models.simple_cnn(context.input_shape, context.init, width=context.config.width, bias="zero"), context.init
+        models.simple_cnn(
+            context.input_shape, context.init, width=context.config.width, bias="zero"
+        ),
+        context.init,
     )
     zero.set_weights(model.get_weights()[:-1] + [np.zeros_like(model.get_weights()[-1])])
     zero_loss = float(zero.evaluate(train, verbose=0)[0])
     entropy = context.init.expected_loss
     tolerance = context.config.init_tolerance
     result.verdicts = [
-        Verdict("initial_loss_is_prior_entropy", abs(loss - entropy), tolerance, abs(loss - entropy) <= tolerance,
-                "value <= threshold", f"untrained loss {loss:.4f} vs prior entropy {entropy:.4f} (nats)"),
-        Verdict("prior_bias_no_worse_than_zero_bias", loss - zero_loss, 1e-3, loss - zero_loss <= 1e-3,
-                "value <= threshold", f"loss {loss:.4f} with the model's bias vs {zero_loss:.4f} with a zero bias"),
+        Verdict(
+            "initial_loss_is_prior_entropy",
+            abs(loss - entropy),
+            tolerance,
+            abs(loss - entropy) <= tolerance,
+            "value <= threshold",
+            f"untrained loss {loss:.4f} vs prior entropy {entropy:.4f} (nats)",
+        ),
+        Verdict(
+            "prior_bias_no_worse_than_zero_bias",
+            loss - zero_loss,
+            1e-3,
+            loss - zero_loss <= 1e-3,
+            "value <= threshold",
+            f"loss {loss:.4f} with the model's bias vs {zero_loss:.4f} with a zero bias",
+        ),
     ]
-    result.history = {"initial_loss": [loss], "zero_bias_loss": [zero_loss], "prior_entropy": [entropy]}
+    result.history = {
+        "initial_loss": [loss],
+        "zero_bias_loss": [zero_loss],
+        "prior_entropy": [entropy],
+    }
     result.model, result.seconds = model, time.monotonic() - started
     return result
 
@@ -198,10 +258,19 @@ def overfit_one_batch(context: Context) -> StageResult:
         model="simple_cnn",
     )
     count = min(config.overfit_examples, len(context.split.train_paths))
-    batch = data.make_dataset(context.split.train_paths[:count], context.split.train_labels[:count], config.image_size, count, False,
-                              config.seed, cache=False)
+    batch = data.make_dataset(
+        context.split.train_paths[:count],
+        context.split.train_labels[:count],
+        config.image_size,
+        count,
+        False,
+        config.seed,
+        cache=False,
+    )
     images, labels = next(iter(batch))
-    model = context.build("simple_cnn", learning_rate=config.overfit_learning_rate, width=config.width, dropout=0.0)
+    model = context.build(
+        "simple_cnn", learning_rate=config.overfit_learning_rate, width=config.width, dropout=0.0
+    )
     losses = []
     for _ in range(config.overfit_steps):
         losses.append(float(model.train_on_batch(images, labels)[0]))
@@ -213,9 +282,22 @@ def overfit_one_batch(context: Context) -> StageResult:
         predicted = np.asarray(logits).argmax(axis=1)
     accuracy = float((predicted == labels.numpy()).mean())
     result.verdicts = [
-        Verdict("training_mode_loss", loss, config.overfit_max_loss, loss <= config.overfit_max_loss, "value <= threshold",
-                f"loss on the batch in training mode after {config.overfit_steps} steps"),
-        Verdict("training_mode_accuracy", accuracy, 1.0, accuracy >= 1.0, "value >= threshold", "accuracy on the batch must be 1.0"),
+        Verdict(
+            "training_mode_loss",
+            loss,
+            config.overfit_max_loss,
+            loss <= config.overfit_max_loss,
+            "value <= threshold",
+            f"loss on the batch in training mode after {config.overfit_steps} steps",
+        ),
+        Verdict(
+            "training_mode_accuracy",
+            accuracy,
+            1.0,
+            accuracy >= 1.0,
+            "value >= threshold",
+            "accuracy on the batch must be 1.0",
+        ),
     ]
     result.history = {"step_loss": losses}
     result.model, result.seconds = model, time.monotonic() - started
@@ -238,28 +320,54 @@ def input_independence(context: Context) -> StageResult:
     best_real, best_zero = min(real["val_loss"]), min(zeroed["val_loss"])
     gap = best_zero - best_real
     result.verdicts = [
-        Verdict("real_inputs_beat_zeroed_inputs", gap, margin, gap >= margin, "value >= threshold",
-                f"best validation loss {best_real:.4f} on real images vs {best_zero:.4f} on zeroed images"),
+        Verdict(
+            "real_inputs_beat_zeroed_inputs",
+            gap,
+            margin,
+            gap >= margin,
+            "value >= threshold",
+            f"best validation loss {best_real:.4f} on real images vs {best_zero:.4f} on zeroed images",
+        ),
     ]
-    result.history = {f"real_{key}": values for key, values in real.items()} | {f"zeroed_{key}": values for key, values in zeroed.items()}
+    result.history = {f"real_{key}": values for key, values in real.items()} | {
+        f"zeroed_{key}": values for key, values in zeroed.items()
+    }
     result.model, result.seconds = zero_model, time.monotonic() - started
     return result
 
 
 def baseline(context: Context) -> StageResult:
     started = time.monotonic()
-    result = _result("baseline", "The simple CNN learns: its best validation loss beats predicting the training prior.", context, model="simple_cnn")
+    result = _result(
+        "baseline",
+        "The simple CNN learns: its best validation loss beats predicting the training prior.",
+        context,
+        model="simple_cnn",
+    )
     model, history = context.baseline()
     prior_loss = float(prior_validation_losses(context).mean())
     best = min(history["val_loss"])
     threshold = prior_loss - chance_margin(context, context.config.baseline_margin)
     result.verdicts = [
-        Verdict("validation_loss_beats_prior", best, threshold, best <= threshold, "value <= threshold",
-                f"best validation loss {best:.4f} vs {prior_loss:.4f} for predicting the training prior"),
+        Verdict(
+            "validation_loss_beats_prior",
+            best,
+            threshold,
+            best <= threshold,
+            "value <= threshold",
+            f"best validation loss {best:.4f} vs {prior_loss:.4f} for predicting the training prior",
+        ),
     ]
     result.history = history
-    spec = {"model": "simple_cnn", "options": {"width": context.config.width}, "learning_rate": context.config.learning_rate,
-            "image_size": context.config.image_size, "batch_size": context.config.batch_size, "augment": False, "early_stopping": False}
+    spec = {
+        "model": "simple_cnn",
+        "options": {"width": context.config.width},
+        "learning_rate": context.config.learning_rate,
+        "image_size": context.config.image_size,
+        "batch_size": context.config.batch_size,
+        "augment": False,
+        "early_stopping": False,
+    }
     result.summary = run_summary(spec, history, time.monotonic() - started)
     result.model, result.seconds = model, time.monotonic() - started
     return result
@@ -279,8 +387,14 @@ def capacity(context: Context) -> StageResult:
     history = context.fit(model, "capacity")
     value, threshold = history["loss"][-1], base["loss"][-1]
     result.verdicts = [
-        Verdict("wider_model_lower_training_loss", value, threshold, value < threshold, "value < threshold",
-                f"final training loss {value:.4f} (wider) vs {threshold:.4f} (baseline)"),
+        Verdict(
+            "wider_model_lower_training_loss",
+            value,
+            threshold,
+            value < threshold,
+            "value < threshold",
+            f"final training loss {value:.4f} (wider) vs {threshold:.4f} (baseline)",
+        ),
     ]
     result.history = history | {f"baseline_{key}": values for key, values in base.items()}
     result.model, result.seconds = model, time.monotonic() - started
@@ -302,8 +416,14 @@ def determinism(context: Context) -> StageResult:
         weights.append(model.get_weights())
     difference = max(float(np.max(np.abs(a - b))) for a, b in zip(*weights))
     result.verdicts = [
-        Verdict("same_seed_same_weights", difference, 0.0, difference <= 0.0, "value <= threshold",
-                "largest absolute difference between the two runs' weights"),
+        Verdict(
+            "same_seed_same_weights",
+            difference,
+            0.0,
+            difference <= 0.0,
+            "value <= threshold",
+            "largest absolute difference between the two runs' weights",
+        ),
     ]
     result.model, result.seconds = model, time.monotonic() - started
     return result

@@ -22,15 +22,21 @@ MAX_MEMBERS = 6
 def render() -> None:
     st.header("Audit a dataset")
     reports_dir = workdir() / "reports"
-    source = st.radio("Dataset", ["Scan a folder", "Open a recent report"], horizontal=True, key="audit_source")
+    source = st.radio(
+        "Dataset", ["Scan a folder", "Open a recent report"], horizontal=True, key="audit_source"
+    )
     if source == "Scan a folder":
-        folder = st.text_input("Dataset folder, laid out as ROOT/<class>/<images>", key="dataset_path")
+        folder = st.text_input(
+            "Dataset folder, laid out as ROOT/<class>/<images>", key="dataset_path"
+        )
         if st.button("Scan", key="scan", type="primary"):
             _scan(folder, reports_dir)
     else:
         reports = data.recent_reports(reports_dir)
         if reports:
-            chosen = st.selectbox("Report", reports, format_func=lambda path: path.name, key="report_choice")
+            chosen = st.selectbox(
+                "Report", reports, format_func=lambda path: path.name, key="report_choice"
+            )
             st.session_state["report_dir"] = str(chosen)
         else:
             st.info(f"No report yet under {reports_dir}: scan a folder first.")
@@ -53,7 +59,9 @@ def _scan(folder: str, reports_dir: Path) -> None:
         bar.progress(done / max(total, 1), text=f"scanning: {done} of {total} files")
 
     try:
-        result = scan(root, reports_dir / (root.name or "dataset"), progress=progress, fail_on="never")
+        result = scan(
+            root, reports_dir / (root.name or "dataset"), progress=progress, fail_on="never"
+        )
     except (LayoutError, OutputInsideDataset) as error:
         bar.empty()
         st.error(f"Cannot scan: {error}")
@@ -69,14 +77,19 @@ def show_report(report_dir: Path) -> None:
     counts = summary["severity_counts"]
     duplicates = summary.get("checks", {}).get("duplicates", {})
     st.subheader(f"Report: {report_dir.name}")
-    st.text(f"{summary['root']} · scanned {summary['created_utc']} · exit code {summary['exit_code']}")
+    st.text(
+        f"{summary['root']} · scanned {summary['created_utc']} · exit code {summary['exit_code']}"
+    )
 
     columns = st.columns(5)
     columns[0].metric("Files", summary["files"])
     columns[1].metric("Usable", summary["usable"])
     columns[2].metric("Errors", counts["error"])
     columns[3].metric("Duplicate groups", duplicates.get("groups", 0))
-    columns[4].metric("Imbalance ratio", summary["imbalance_ratio"] if summary["imbalance_ratio"] is not None else "-")
+    columns[4].metric(
+        "Imbalance ratio",
+        summary["imbalance_ratio"] if summary["imbalance_ratio"] is not None else "-",
+    )
     _bias(summary)
 
     st.subheader("Class balance")
@@ -99,8 +112,12 @@ def _bias(summary: dict) -> None:
     if init.binary:
         bias = f"sigmoid bias {init.bias[0]:+.4f} (log of {present[1]['name']}/{present[0]['name']}: {present[1]['name']} is the positive class)"
     else:
-        bias = "softmax biases log(prior): " + ", ".join(f"{name} {value:+.3f}" for name, value in zip(init.classes, init.bias))
-    st.text(f"Suggested output bias: {bias}; expected initial loss {init.expected_loss:.4f} (a zero bias would start at {init.zero_bias_loss:.4f})")
+        bias = "softmax biases log(prior): " + ", ".join(
+            f"{name} {value:+.3f}" for name, value in zip(init.classes, init.bias)
+        )
+    st.text(
+        f"Suggested output bias: {bias}; expected initial loss {init.expected_loss:.4f} (a zero bias would start at {init.zero_bias_loss:.4f})"
+    )
 
 
 def _resolution(images: pd.DataFrame, summary: dict) -> None:
@@ -109,12 +126,18 @@ def _resolution(images: pd.DataFrame, summary: dict) -> None:
     if usable.empty:
         st.info("No decodable image to plot.")
         return
-    usable["outlier"] = usable["issues"].str.contains("resolution_outlier").map({True: "outlier", False: "usual"})
-    shown = pd.concat([usable[usable["outlier"] == "outlier"], usable[usable["outlier"] == "usual"].head(5000)])
+    usable["outlier"] = (
+        usable["issues"].str.contains("resolution_outlier").map({True: "outlier", False: "usual"})
+    )
+    shown = pd.concat(
+        [usable[usable["outlier"] == "outlier"], usable[usable["outlier"] == "usual"].head(5000)]
+    )
     st.scatter_chart(shown, x="width", y="height", color="outlier")
     rule = summary["thresholds"]["resolution_outlier"]
     if "lower_side_px" in rule:
-        st.text(f"Usual linear size {rule['lower_side_px']}-{rule['upper_side_px']} px around a median of {rule['median_side_px']} px; {rule.get('outliers', 0)} outlier(s).")
+        st.text(
+            f"Usual linear size {rule['lower_side_px']}-{rule['upper_side_px']} px around a median of {rule['median_side_px']} px; {rule.get('outliers', 0)} outlier(s)."
+        )
 
 
 def _problems(images: pd.DataFrame, report_dir: Path, root: str) -> None:
@@ -128,7 +151,11 @@ def _problems(images: pd.DataFrame, report_dir: Path, root: str) -> None:
     thumbnails = []
     for position, path in enumerate(flagged["path"]):
         absolute = resolve(root, path)
-        thumbnails.append(data.thumbnail(absolute, data.mtime(Path(absolute))) if position < MAX_PROBLEM_THUMBNAILS else None)
+        thumbnails.append(
+            data.thumbnail(absolute, data.mtime(Path(absolute)))
+            if position < MAX_PROBLEM_THUMBNAILS
+            else None
+        )
     flagged.insert(0, "preview", thumbnails)
     st.dataframe(
         flagged[["preview", "path", "label", "severity", "issues", "reasons"]],
@@ -149,14 +176,24 @@ def _duplicate_gallery(rows: list[dict], root: str) -> None:
     for group_id, members in list(groups.items())[:MAX_GROUPS]:
         labels = {member["label"] for member in members}
         splits = {member["split"] for member in members}
-        flags = (" · label conflict" if len(labels) > 1 else "") + (" · split leak" if len(splits) > 1 else "")
+        flags = (" · label conflict" if len(labels) > 1 else "") + (
+            " · split leak" if len(splits) > 1 else ""
+        )
         st.markdown(f"**Group {markdown_text(group_id)}** · {len(members)} files{flags}")
         columns = st.columns(min(len(members), MAX_MEMBERS))
-        for column, member in zip(columns, sorted(members, key=lambda m: m["keeper"] != "True")[:MAX_MEMBERS]):
+        for column, member in zip(
+            columns, sorted(members, key=lambda m: m["keeper"] != "True")[:MAX_MEMBERS]
+        ):
             absolute = resolve(root, member["path"])
             uri = data.thumbnail(absolute, data.mtime(Path(absolute)))
-            role = "keeper" if member["keeper"] == "True" else f"{member['kind']} d={member['distance']}"
-            caption = markdown_text(f"{member['label']} · {role} · {member['path'].rsplit('/', 1)[-1]}")
+            role = (
+                "keeper"
+                if member["keeper"] == "True"
+                else f"{member['kind']} d={member['distance']}"
+            )
+            caption = markdown_text(
+                f"{member['label']} · {role} · {member['path'].rsplit('/', 1)[-1]}"
+            )
             if uri:
                 column.image(uri, caption=caption, width=96)
             else:
@@ -176,7 +213,12 @@ def _downloads(report_dir: Path) -> None:
 
 def _quarantine(report_dir: Path) -> None:
     with st.expander("Quarantine flagged files (moves them out of the dataset, restorable)"):
-        severity = st.radio("Select files with findings at or above", ["error", "warning"], horizontal=True, key="quarantine_severity")
+        severity = st.radio(
+            "Select files with findings at or above",
+            ["error", "warning"],
+            horizontal=True,
+            key="quarantine_severity",
+        )
         try:
             rows = select(report_dir, severity=severity)
         except ValueError as error:
@@ -199,4 +241,6 @@ def _quarantine(report_dir: Path) -> None:
             except (QuarantineRefused, OutsideAllowedRoots) as error:
                 st.error(f"Refused: {error}")
                 return
-            st.success(f"{len(moves)} file(s) moved. Restore with: python -m audit restore {manifest}")
+            st.success(
+                f"{len(moves)} file(s) moved. Restore with: python -m audit restore {manifest}"
+            )

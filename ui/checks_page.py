@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pandas as pd
 import streamlit as st
 import streamlit.components.v1 as components
@@ -32,12 +31,18 @@ def render() -> None:
             "files": [run.files for run in runs],
             "usable": [run.usable for run in runs],
             "errors": [run.errors for run in runs],
-            "failed expectations": [", ".join(key for key, ok in run.expectations.items() if not ok) or "-" for run in runs],
+            "failed expectations": [
+                ", ".join(key for key, ok in run.expectations.items() if not ok) or "-"
+                for run in runs
+            ],
         }
     )
     st.dataframe(table, hide_index=True, width="stretch")
     st.subheader("Expectations over time (1 = met)")
-    over_time = pd.DataFrame([{key: int(ok) for key, ok in run.expectations.items()} for run in runs], index=[run.id for run in runs])
+    over_time = pd.DataFrame(
+        [{key: int(ok) for key, ok in run.expectations.items()} for run in runs],
+        index=[run.id for run in runs],
+    )
     st.line_chart(over_time)
     st.subheader("Since the previous check")
     previous = runs[-2] if len(runs) > 1 else None
@@ -62,12 +67,21 @@ def _latest_pages(run: history.Run) -> None:
         components.html(page.read_text(encoding="utf-8"), height=520, scrolling=True)
     if docs.exists():
         st.text(f"Great Expectations Data Docs: {docs}")
-        st.download_button("Data Docs index.html", docs.read_bytes(), file_name="index.html", key="docs_index")
+        st.download_button(
+            "Data Docs index.html", docs.read_bytes(), file_name="index.html", key="docs_index"
+        )
         # The validation pages are static HTML (the index is drawn by JavaScript): embed the latest ones.
-        pages = sorted(docs.parent.glob("validations/**/*.html"), key=lambda page: page.stat().st_mtime)[-2:]
+        pages = sorted(
+            docs.parent.glob("validations/**/*.html"), key=lambda page: page.stat().st_mtime
+        )[-2:]
         for page in pages:
             with st.expander(f"Data Docs: {page.parent.parent.parent.name}"):
                 components.html(page.read_text(encoding="utf-8"), height=600, scrolling=True)
     validation = folder / "validation_result.json"
     if validation.exists():
-        st.download_button("validation_result.json", validation.read_bytes(), file_name="validation_result.json", key="validation_json")
+        st.download_button(
+            "validation_result.json",
+            validation.read_bytes(),
+            file_name="validation_result.json",
+            key="validation_json",
+        )

@@ -13,10 +13,17 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from audit.thumbnails import thumbnail_data_uri
 from audit.checks import DEFAULT_MAX_PIXELS
+from audit.thumbnails import thumbnail_data_uri
 
-REPORT_FILES = ("report.html", "report.md", "summary.json", "images.csv", "findings.csv", "duplicates.csv")
+REPORT_FILES = (
+    "report.html",
+    "report.md",
+    "summary.json",
+    "images.csv",
+    "findings.csv",
+    "duplicates.csv",
+)
 
 
 def mtime(path: Path) -> float:
@@ -30,7 +37,11 @@ def summary(report_dir: str, modified: float) -> dict:
 
 @st.cache_data(show_spinner=False)
 def images(report_dir: str, modified: float) -> pd.DataFrame:
-    frame = pd.read_csv(Path(report_dir) / "images.csv", dtype={"issues": str, "reasons": str, "format": str, "split": str}, keep_default_na=False)
+    frame = pd.read_csv(
+        Path(report_dir) / "images.csv",
+        dtype={"issues": str, "reasons": str, "format": str, "split": str},
+        keep_default_na=False,
+    )
     for column in ("width", "height", "bytes"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
     return frame

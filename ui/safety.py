@@ -6,7 +6,9 @@ import os
 from pathlib import Path
 
 ROOTS_VARIABLE = "IMAGE_AUDIT_ALLOWED_ROOTS"  # os.pathsep-separated folders
-WORKDIR_VARIABLE = "IMAGE_AUDIT_WORKDIR"  # where reports/ and runs/ go (default: the working folder)
+WORKDIR_VARIABLE = (
+    "IMAGE_AUDIT_WORKDIR"  # where reports/ and runs/ go (default: the working folder)
+)
 
 
 class OutsideAllowedRoots(ValueError):
@@ -16,7 +18,9 @@ class OutsideAllowedRoots(ValueError):
 def allowed_roots() -> list[Path]:
     """The folders the app may read and write under (default: the working folder)."""
     configured = os.environ.get(ROOTS_VARIABLE, "")
-    roots = [Path(part).expanduser().resolve() for part in configured.split(os.pathsep) if part.strip()]
+    roots = [
+        Path(part).expanduser().resolve() for part in configured.split(os.pathsep) if part.strip()
+    ]
     return roots or [Path.cwd().resolve()]
 
 
@@ -34,7 +38,9 @@ def checked(path: str | os.PathLike) -> Path:
         if resolved == root or root in resolved.parents:
             return resolved
     roots = ", ".join(str(root) for root in allowed_roots())
-    raise OutsideAllowedRoots(f"{resolved} is outside the allowed roots ({roots}); set {ROOTS_VARIABLE} to allow it")
+    raise OutsideAllowedRoots(
+        f"{resolved} is outside the allowed roots ({roots}); set {ROOTS_VARIABLE} to allow it"
+    )
 
 
 def markdown_text(text: str) -> str:

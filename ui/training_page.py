@@ -37,7 +37,9 @@ def render() -> None:
 def _start_form(reports_dir: Path, runs_dir: Path) -> None:
     reports = data.recent_reports(reports_dir)
     if not reports:
-        st.info("No audit report yet: scan a dataset on the Audit page first; training reads its report.")
+        st.info(
+            "No audit report yet: scan a dataset on the Audit page first; training reads its report."
+        )
         return
     defaults = TrainConfig()
     with st.form("start_training"):
@@ -61,13 +63,37 @@ def _start_form(reports_dir: Path, runs_dir: Path) -> None:
         run_path = runs / run_id
         run_path.mkdir(parents=True, exist_ok=True)
         command = [
-            sys.executable, "-m", "train", "run", summary["root"], "--report", str(report_dir), "--stages", ",".join(stages),
-            "--image-size", str(image_size), "--batch-size", str(batch_size), "--epochs", str(epochs), "--seed", str(seed),
-            "--runs-dir", str(runs), "--run-id", run_id,
+            sys.executable,
+            "-m",
+            "train",
+            "run",
+            summary["root"],
+            "--report",
+            str(report_dir),
+            "--stages",
+            ",".join(stages),
+            "--image-size",
+            str(image_size),
+            "--batch-size",
+            str(batch_size),
+            "--epochs",
+            str(epochs),
+            "--seed",
+            str(seed),
+            "--runs-dir",
+            str(runs),
+            "--run-id",
+            run_id,
         ]
         with open(run_path / "train.log", "w") as log:
-            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        st.session_state["training"] = {"pid": process.pid, "run_path": str(run_path), "process": process}
+            process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        st.session_state["training"] = {
+            "pid": process.pid,
+            "run_path": str(run_path),
+            "process": process,
+        }
         st.success(f"Started run {run_id} (process {process.pid}).")
 
 
@@ -80,11 +106,16 @@ def _live(run_path: Path, pid: int) -> None:
     finished = [event for event in events if event["event"] == "stage_end"]
     st.subheader(f"Run {run_path.name}: {'running' if running else 'finished'}")
     if planned:
-        st.progress(len(finished) / len(planned), text=f"{len(finished)} of {len(planned)} stages done")
+        st.progress(
+            len(finished) / len(planned), text=f"{len(finished)} of {len(planned)} stages done"
+        )
     epochs = [event for event in events if event["event"] == "epoch"]
     if epochs:
         curves = pd.DataFrame(
-            [{"step": index, "run": event["run"], **event["metrics"]} for index, event in enumerate(epochs)]
+            [
+                {"step": index, "run": event["run"], **event["metrics"]}
+                for index, event in enumerate(epochs)
+            ]
         )
         columns = st.columns(2)
         losses = [column for column in ("loss", "val_loss") if column in curves]
@@ -106,10 +137,25 @@ def show_run(run_path: Path) -> None:
     rows = []
     for stage in metrics:
         if stage.get("skipped"):
-            rows.append({"stage": stage["stage"], "verdict": "(skipped)", "value": None, "threshold": None, "result": f"SKIPPED: {stage['skipped']}"})
+            rows.append(
+                {
+                    "stage": stage["stage"],
+                    "verdict": "(skipped)",
+                    "value": None,
+                    "threshold": None,
+                    "result": f"SKIPPED: {stage['skipped']}",
+                }
+            )
         for verdict in stage["verdicts"]:
-            rows.append({"stage": stage["stage"], "verdict": verdict["name"], "value": verdict["value"],
-                         "threshold": verdict["threshold"], "result": "PASS" if verdict["passed"] else "FAIL"})
+            rows.append(
+                {
+                    "stage": stage["stage"],
+                    "verdict": verdict["name"],
+                    "value": verdict["value"],
+                    "threshold": verdict["threshold"],
+                    "result": "PASS" if verdict["passed"] else "FAIL",
+                }
+            )
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
     for name in FIGURES:
         figure = run_path / name

@@ -35,15 +35,23 @@ class Thresholds:
         if self.max_pixels < 1:
             raise ValueError(f"max_pixels must be a positive pixel count, got {self.max_pixels}")
         if self.min_side < 0:
-            raise ValueError(f"min_side must be 0 (off) or a positive side in pixels, got {self.min_side}")
+            raise ValueError(
+                f"min_side must be 0 (off) or a positive side in pixels, got {self.min_side}"
+            )
         if self.max_aspect_ratio < 1:
-            raise ValueError(f"max_aspect_ratio must be >= 1 (long side / short side), got {self.max_aspect_ratio}")
+            raise ValueError(
+                f"max_aspect_ratio must be >= 1 (long side / short side), got {self.max_aspect_ratio}"
+            )
         if self.outlier_mad_k <= 0 or self.outlier_min_factor < 1:
             raise ValueError("outlier_mad_k must be > 0 and outlier_min_factor >= 1")
         if not 0 <= self.near_radius <= 31:
-            raise ValueError(f"near_radius must be 0 to 31 bits of the 64-bit pHash, got {self.near_radius}")
+            raise ValueError(
+                f"near_radius must be 0 to 31 bits of the 64-bit pHash, got {self.near_radius}"
+            )
         if self.max_imbalance < 1:
-            raise ValueError(f"max_imbalance must be >= 1 (largest / smallest class), got {self.max_imbalance}")
+            raise ValueError(
+                f"max_imbalance must be >= 1 (largest / smallest class), got {self.max_imbalance}"
+            )
 
     def as_dict(self) -> dict:
         return asdict(self)

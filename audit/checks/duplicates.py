@@ -71,14 +71,26 @@ def check_dataset(table, thresholds) -> DatasetResult:
     linear = np.sqrt(np.maximum(table.width, 0).astype(np.float64) * np.maximum(table.height, 0))
     tiny = linear < TINY_LINEAR_SIZE
     allowed = np.full(n, radius, dtype=np.int64)
-    buckets = {"regular": {"images": int((~tiny[hashed_rows]).sum()), "radius_used": radius, "how": "default, measured on photo-like images"}}
+    buckets = {
+        "regular": {
+            "images": int((~tiny[hashed_rows]).sum()),
+            "radius_used": radius,
+            "how": "default, measured on photo-like images",
+        }
+    }
     tiny_rows = hashed_rows[tiny[hashed_rows]]
     if tiny_rows.size:
         tiny_radius, tiny_report = measured_radius(table.phash[tiny_rows], radius)
         allowed[tiny_rows] = tiny_radius
-        buckets["tiny"] = {"images": int(tiny_rows.size), "linear_size_below_px": TINY_LINEAR_SIZE, **tiny_report}
+        buckets["tiny"] = {
+            "images": int(tiny_rows.size),
+            "linear_size_below_px": TINY_LINEAR_SIZE,
+            **tiny_report,
+        }
 
-    unique, first_index, inverse = np.unique(table.phash[hashed_rows], return_index=True, return_inverse=True)
+    unique, first_index, inverse = np.unique(
+        table.phash[hashed_rows], return_index=True, return_inverse=True
+    )
     unique_allowed = np.full(unique.size, radius, dtype=np.int64)
     np.minimum.at(unique_allowed, inverse, allowed[hashed_rows])
     representative = hashed_rows[first_index]  # a row holding each distinct hash value
@@ -99,13 +111,21 @@ def check_dataset(table, thresholds) -> DatasetResult:
         limit = np.minimum(unique_allowed[first], unique_allowed[second])
         crop_pair = first_is_full != second_is_full  # crop-vs-full; crop-vs-crop pairs add nothing
         regular_pair = ~tiny[representative[first]] & ~tiny[representative[second]]
-        limit = np.where(crop_pair, np.where(regular_pair, np.minimum(limit, ZOOM_RADIUS), -1), limit)
-        keep = (first != second) & ((first_is_full & second_is_full) | crop_pair) & (pairs.distance <= limit)
+        limit = np.where(
+            crop_pair, np.where(regular_pair, np.minimum(limit, ZOOM_RADIUS), -1), limit
+        )
+        keep = (
+            (first != second)
+            & ((first_is_full & second_is_full) | crop_pair)
+            & (pairs.distance <= limit)
+        )
         order = np.argsort(pairs.distance[keep], kind="stable")  # closest links first
         lefts, rights = representative[first[keep][order]], representative[second[keep][order]]
         for left, right in zip(lefts.tolist(), rights.tolist()):
             keeper_left, keeper_right = union.keeper(left), union.keeper(right)
-            if keeper_left != keeper_right and _linkable(keeper_left, keeper_right, table, allowed, ~tiny):
+            if keeper_left != keeper_right and _linkable(
+                keeper_left, keeper_right, table, allowed, ~tiny
+            ):
                 union.join(left, right)
                 near_pairs += 1
 
@@ -116,7 +136,9 @@ def check_dataset(table, thresholds) -> DatasetResult:
             "near": {
                 "hash": "pHash, 64 bits (32x32 grayscale, 8x8 lowest DCT frequencies), of the full frame "
                 f"and of centred crops {', '.join(f'{zoom:.0%}' for zoom in ZOOMS)} (matched within {ZOOM_RADIUS} bits)",
-                "search": "exact: multi-index hashing over four 16-bit blocks" if combined.size > BRUTE_FORCE_UP_TO else "exact: brute force",
+                "search": "exact: multi-index hashing over four 16-bit blocks"
+                if combined.size > BRUTE_FORCE_UP_TO
+                else "exact: brute force",
                 "radius_requested": radius,
                 "size_buckets": buckets,
                 "near_links": near_pairs,
@@ -138,7 +160,9 @@ def keeper_rank(table) -> np.ndarray:
     return rank
 
 
-def _linkable(keeper_a: int, keeper_b: int, table, allowed: np.ndarray, regular: np.ndarray) -> bool:
+def _linkable(
+    keeper_a: int, keeper_b: int, table, allowed: np.ndarray, regular: np.ndarray
+) -> bool:
     """Whether two groups' keepers are near copies of each other (full frame or crop)."""
     if not (table.has_phash[keeper_a] and table.has_phash[keeper_b]):
         return False
@@ -190,7 +214,9 @@ def measured_radius(hashes: np.ndarray, requested: int) -> tuple[int, dict]:
             f"them under {budget:,.0f}"
         )
     else:
-        report["how"] = "near search off: even identical pHashes are common among distinct images; exact duplicates only"
+        report["how"] = (
+            "near search off: even identical pHashes are common among distinct images; exact duplicates only"
+        )
     return chosen, report
 
 
@@ -220,7 +246,9 @@ def _random_pair_distances(hashes: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------- groups -> findings
 
 
-def _describe_groups(groups: list[list[int]], keepers: list[int], table, sha: np.ndarray) -> DatasetResult:
+def _describe_groups(
+    groups: list[list[int]], keepers: list[int], table, sha: np.ndarray
+) -> DatasetResult:
     labels, splits, paths = table.label, table.split, table.paths
     phash, zoom, has_hash = table.phash, table.phash_zoom, table.has_phash
     width, height = table.width, table.height
@@ -246,11 +274,22 @@ def _describe_groups(groups: list[list[int]], keepers: list[int], table, sha: np
             elif bytes(sha[row]) == bytes(sha[keeper]):
                 kind, distance = "exact", 0
             else:
-                distance = _best_distance(phash, zoom, row, keeper) if has_hash[row] and has_hash[keeper] else None
+                distance = (
+                    _best_distance(phash, zoom, row, keeper)
+                    if has_hash[row] and has_hash[keeper]
+                    else None
+                )
                 kind = "near"
-                if distance is not None and distance <= PIXEL_CHECK_RADIUS and (width[row], height[row]) == (width[keeper], height[keeper]):
+                if (
+                    distance is not None
+                    and distance <= PIXEL_CHECK_RADIUS
+                    and (width[row], height[row]) == (width[keeper], height[keeper])
+                ):
                     keeper_pixels = _pixel_digest(table, keeper, pixel_digests)
-                    if keeper_pixels is not None and _pixel_digest(table, row, pixel_digests) == keeper_pixels:
+                    if (
+                        keeper_pixels is not None
+                        and _pixel_digest(table, row, pixel_digests) == keeper_pixels
+                    ):
                         kind = "exact"
             kinds[row] = kind
             rows.append(
@@ -267,26 +306,49 @@ def _describe_groups(groups: list[list[int]], keepers: list[int], table, sha: np
             if row != keeper:
                 same = "bytes" if bytes(sha[row]) == bytes(sha[keeper]) else "pixels"
                 if kind == "exact":
-                    findings[row].append(Finding("exact_duplicate", f"same {same} as {paths[keeper]} (group {group_id})"))
+                    findings[row].append(
+                        Finding(
+                            "exact_duplicate", f"same {same} as {paths[keeper]} (group {group_id})"
+                        )
+                    )
                 else:
                     shown = "unknown" if distance is None else distance
-                    findings[row].append(Finding("near_duplicate", f"pHash distance {shown} to {paths[keeper]} (group {group_id})"))
+                    findings[row].append(
+                        Finding(
+                            "near_duplicate",
+                            f"pHash distance {shown} to {paths[keeper]} (group {group_id})",
+                        )
+                    )
         counts["exact" if all(kind == "exact" for kind in kinds.values()) else "near"] += 1
         if conflict:
             conflict_groups += 1
             by_label = defaultdict(list)
             for row in sorted(members):
                 by_label[table.classes[labels[row]]].append(paths[row])
-            listing = ", ".join(f"{label} ({_some(found)})" for label, found in sorted(by_label.items()))
+            listing = ", ".join(
+                f"{label} ({_some(found)})" for label, found in sorted(by_label.items())
+            )
             for row in members:
-                findings[row].append(Finding("label_conflict", f"the same picture is filed under {len(by_label)} labels: {listing} (group {group_id})"))
+                findings[row].append(
+                    Finding(
+                        "label_conflict",
+                        f"the same picture is filed under {len(by_label)} labels: {listing} (group {group_id})",
+                    )
+                )
         if leak:
             leak_groups += 1
             for row in members:
                 here = table.splits[splits[row]]
-                others = [paths[other] for other in sorted(members) if table.splits[splits[other]] != here]
+                others = [
+                    paths[other] for other in sorted(members) if table.splits[splits[other]] != here
+                ]
                 other_splits = sorted({table.splits[splits[other]] for other in members} - {here})
-                findings[row].append(Finding("split_leak", f"also in {', '.join(other_splits)}: {_some(others)} (group {group_id})"))
+                findings[row].append(
+                    Finding(
+                        "split_leak",
+                        f"also in {', '.join(other_splits)}: {_some(others)} (group {group_id})",
+                    )
+                )
 
     in_groups = sum(len(members) for members in groups)
     summary = {
@@ -303,7 +365,9 @@ def _describe_groups(groups: list[list[int]], keepers: list[int], table, sha: np
 
 def _best_distance(phash: np.ndarray, zoom: np.ndarray, row: int, keeper: int) -> int:
     """Bits between two pictures: full frame against full frame, or a crop against the other's frame."""
-    candidates = np.concatenate([phash[[keeper]] ^ phash[[row]], zoom[keeper] ^ phash[row], zoom[row] ^ phash[keeper]])
+    candidates = np.concatenate(
+        [phash[[keeper]] ^ phash[[row]], zoom[keeper] ^ phash[row], zoom[row] ^ phash[keeper]]
+    )
     return int(popcount64(candidates).min())
 
 

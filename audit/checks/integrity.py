@@ -41,7 +41,9 @@ def check_file(facts: Facts, max_pixels: int) -> list[Finding]:
         return [Finding("unreadable", facts.read_error)]
     findings: list[Finding] = []
     if not facts.jfif_in_peek:
-        findings.append(Finding("missing_jfif_marker", "no b'JFIF' in the first buffer of the file"))
+        findings.append(
+            Finding("missing_jfif_marker", "no b'JFIF' in the first buffer of the file")
+        )
     if facts.bytes == 0:
         return [Finding("empty_file", "0 bytes")] + findings
 
@@ -62,12 +64,16 @@ def check_file(facts: Facts, max_pixels: int) -> list[Finding]:
 def _format_support(facts: Facts, sniffed: formats.Container, label: str) -> list[Finding]:
     reasons = []
     if sniffed.name not in formats.TF_DECODABLE:
-        reasons.append(f"{label}: TensorFlow's decode_image reads only JPEG, PNG, GIF, BMP and WebP")
+        reasons.append(
+            f"{label}: TensorFlow's decode_image reads only JPEG, PNG, GIF, BMP and WebP"
+        )
     elif facts.structure.unsupported:
         reasons.append(f"{facts.structure.unsupported}")
     if sniffed.name in formats.TF_DECODABLE and not formats.keras_keeps(facts.relpath):
         extension = formats.extension_of(facts.relpath) or "extension-less"
-        reasons.append(f"Keras's image_dataset_from_directory skips '{extension}' files; the content is {label}")
+        reasons.append(
+            f"Keras's image_dataset_from_directory skips '{extension}' files; the content is {label}"
+        )
     return [Finding("unsupported_format", "; ".join(reasons))] if reasons else []
 
 
@@ -89,9 +95,16 @@ def _decodability(facts: Facts, label: str, max_pixels: int) -> list[Finding]:
         return [Finding("corrupt_data", f"{label} structure is broken: {structure.defect}{detail}")]
     if structure.truncated:
         detail = f"; decoder: {failure}" if failure else ""
-        return [Finding("truncated", f"{label} data ends before the image does ({facts.bytes:,} bytes){detail}")]
+        return [
+            Finding(
+                "truncated",
+                f"{label} data ends before the image does ({facts.bytes:,} bytes){detail}",
+            )
+        ]
     if facts.open_error is not None:
-        return [Finding("corrupt_data", f"looks like {label} but its header does not parse: {failure}")]
+        return [
+            Finding("corrupt_data", f"looks like {label} but its header does not parse: {failure}")
+        ]
     return [Finding("corrupt_data", f"{label} pixel data does not decode: {failure}")]
 
 
@@ -109,7 +122,9 @@ def _extension(facts: Facts, sniffed: formats.Container, label: str) -> list[Fin
         findings.append(Finding("extension_mismatch", reason))
     trailing = facts.structure.trailing
     if trailing and not facts.structure.unsupported:
-        findings.append(Finding("trailing_data", f"{trailing:,} bytes follow the end of the {label} data"))
+        findings.append(
+            Finding("trailing_data", f"{trailing:,} bytes follow the end of the {label} data")
+        )
     return findings
 
 

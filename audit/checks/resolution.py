@@ -34,7 +34,10 @@ def check_file(facts: Facts, found: list[Finding], thresholds) -> list[Finding]:
     short, long = sorted((facts.width, facts.height))
     if short < thresholds.min_side:
         findings.append(
-            Finding("tiny_image", f"{facts.width}x{facts.height}: a side is below {thresholds.min_side} px")
+            Finding(
+                "tiny_image",
+                f"{facts.width}x{facts.height}: a side is below {thresholds.min_side} px",
+            )
         )
     if short > 0 and long / short > thresholds.max_aspect_ratio:
         findings.append(
