@@ -8,11 +8,12 @@ DEMO_OUT := reports/demo
 
 IMAGEDEDUP_VENV := bench/.venv-imagededup
 
-.PHONY: help setup setup-dev browser demo test test-fast bench bench-env app clean
+.PHONY: help setup setup-dev browser demo lint test test-fast bench bench-env app clean
 
 help:
 	@echo "make demo      set up .venv, build the demo dataset from scikit-learn's images, scan it"
-	@echo "make test      set up .venv with the dev extras (and Debian's chromium) and run the whole test suite"
+	@echo "make test      set up .venv with the dev extras (and Debian's chromium), run ruff and mypy, then the whole test suite"
+	@echo "make lint      ruff (lint and format check) and mypy only"
 	@echo "make app       set up and start the Streamlit app (streamlit run app.py)"
 	@echo "make bench     print the benchmark figures (bench/): scan throughput, search time, duplicate quality"
 	@echo "make bench-env build bench/.venv-imagededup (imagededup + torch) for the comparison in make bench"
@@ -48,13 +49,19 @@ demo: setup
 	@# Exit 1 only means "findings at or above --fail-on": the demo has them on purpose.
 	$(BIN)/python -m audit scan $(DEMO_ROOT) --out $(DEMO_OUT) || [ $$? -eq 1 ]
 
-test: setup-dev
+# Lint, format and types first (seconds), then the suite.
+lint: setup-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: lint
 	$(BIN)/python -m pytest
 
 app: $(VENV)/.stamp-dev
 	$(BIN)/python -m streamlit run app.py
 
-test-fast: setup-dev
+test-fast: lint
 	$(BIN)/python -m pytest -m "not slow"
 
 bench: setup-dev

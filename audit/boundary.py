@@ -1,8 +1,10 @@
 """The one error boundary every CLI of this project runs through (DESIGN.md exit codes).
 
-0 and 1 come from the command itself; 2 is "could not run" (bad arguments, or a
-CannotRun raised by the command with a message saying why); 3 is any unexpected
-exception (the trace is printed); 130 is Ctrl-C.
+0 and 1 come from the command itself; 2 is "could not run": a usage error found by
+argparse (the shared argument types of audit.argtypes validate values at parse time),
+or a UserError (audit.errors) raised where the problem was found, printed as one line;
+3 is any unexpected exception (the trace is printed); 130 is Ctrl-C. No command maps
+exceptions to exit codes by hand.
 """
 
 from __future__ import annotations
@@ -11,15 +13,17 @@ import argparse
 import sys
 import traceback
 
-EXIT_CANNOT_RUN, EXIT_UNEXPECTED, EXIT_INTERRUPTED = 2, 3, 130
+from audit.errors import EXIT_CANNOT_RUN, UserError
+from audit.escaping import terminal
 
-
-class CannotRun(Exception):
-    """The command cannot run as asked (exit 2); the message says why and what is expected."""
+EXIT_UNEXPECTED, EXIT_INTERRUPTED = 3, 130
 
 
 def run_command(parser: argparse.ArgumentParser, argv: list[str] | None, program: str) -> int:
-    """Parse argv, call the chosen subcommand's handler(args) and map every outcome to an exit code."""
+    """Parse argv, call the chosen subcommand's handler(args).
+
+    Every outcome is mapped to an exit code.
+    """
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit_request:  # argparse: --help (0) or a usage error (2)
@@ -29,9 +33,9 @@ def run_command(parser: argparse.ArgumentParser, argv: list[str] | None, program
         return EXIT_CANNOT_RUN
     try:
         return args.handler(args)
-    except CannotRun as error:
-        print(f"{program}: error: {error}", file=sys.stderr)
-        return EXIT_CANNOT_RUN
+    except UserError as error:
+        print(f"{program}: error: {terminal(str(error))}", file=sys.stderr)
+        return error.exit_code
     except KeyboardInterrupt:
         print(f"{program}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -1,9 +1,10 @@
 """An embedded SQLite cache of per-file records, so a re-scan decodes only what changed.
 
 Keyed by the file's absolute path, and valid only while its size, modification time and
-inode are unchanged and the settings that shape a record (tool version, per-file
-thresholds) are the same. Changed and new files are inspected again; rows of files that
-are gone are dropped at the end of a complete scan.
+inode are unchanged and the settings that shape a record are the same: the tool version,
+the per-file checks with their versions, and their thresholds, as the checks declare
+them (audit.checks.base.Registry.settings_key). Changed and new files are inspected
+again; rows of files that are gone are dropped at the end of a complete scan.
 
 Crash safety: SQLite in WAL mode, records committed in small batches. A scan killed at
 any moment (even SIGKILL) leaves a consistent database holding every record committed
@@ -15,7 +16,6 @@ the dataset.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import sqlite3
@@ -23,12 +23,11 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from audit import __version__
 from audit.dataset import FileEntry, file_key
 from audit.records import FileRecord
 
 DEFAULT_NAME = ".scan-cache.sqlite"
-SCHEMA_VERSION = "2"  # a cache of another version is dropped and rebuilt
+SCHEMA_VERSION = "3"  # a cache of another version is dropped and rebuilt
 COMMIT_EVERY = 256  # records per transaction
 COMMIT_SECONDS = 2.0
 SCHEMA = """
@@ -52,29 +51,22 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 LOOKUP_CHUNK = 500  # paths per SELECT ... IN (...)
 
 
-def settings_key(thresholds) -> str:
-    """What a cached record depends on besides the file: version and per-file thresholds."""
-    relevant = (
-        __version__,
-        thresholds.max_pixels,
-        thresholds.min_side,
-        thresholds.max_aspect_ratio,
-    )
-    return hashlib.sha256(repr(relevant).encode()).hexdigest()[:16]
-
-
 class ScanCache:
     """Lookups and stores for one scan; use as a context manager."""
 
-    def __init__(self, path: str | os.PathLike, thresholds):
+    def __init__(self, path: str | os.PathLike, settings: str):
+        """settings: what records depend on besides the file (Registry.settings_key);
+        a record stored under other settings is a miss."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.settings = settings_key(thresholds)
+        self.settings = settings
         self.connection = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        self._closed = False
         self.connection.execute("PRAGMA journal_mode=WAL")
         self.connection.execute("PRAGMA synchronous=NORMAL")
         self._open_schema()
-        # Paths seen by this scan, in a temporary table: rows of files not seen are dropped at the end.
+        # Paths seen by this scan, in a temporary table: rows of files not seen are dropped
+        # at the end.
         self.connection.execute("CREATE TEMP TABLE seen (path TEXT PRIMARY KEY)")
         self.hits = self.misses = 0
         self._pending = 0
@@ -115,17 +107,18 @@ class ScanCache:
             "INSERT OR IGNORE INTO seen (path) VALUES (?)", [(entry.path,) for entry in entries]
         )
         rows: dict[str, tuple] = {}
-        paths = [entry.path for entry, key in zip(entries, keys) if key is not None]
+        paths = [entry.path for entry, key in zip(entries, keys, strict=True) if key is not None]
         for start in range(0, len(paths), LOOKUP_CHUNK):
             chunk = paths[start : start + LOOKUP_CHUNK]
             marks = ",".join("?" * len(chunk))
             for row in self.connection.execute(
-                f"SELECT path, size, mtime_ns, inode, settings, record FROM files WHERE path IN ({marks})",
+                "SELECT path, size, mtime_ns, inode, settings, record FROM files "
+                f"WHERE path IN ({marks})",
                 chunk,
             ):
                 rows[row[0]] = row
-        found = []
-        for entry, key in zip(entries, keys):
+        found: list[FileRecord | None] = []
+        for entry, key in zip(entries, keys, strict=True):
             row = rows.get(entry.path)
             if key is None or row is None or tuple(row[1:4]) != key or row[4] != self.settings:
                 self.misses += 1
@@ -155,7 +148,8 @@ class ScanCache:
     def store_thumbnail(self, path: str, key: tuple[int, int, int] | None, uri: str | None) -> None:
         if key is not None:
             self.connection.execute(
-                "INSERT OR REPLACE INTO thumbnails (path, size, mtime_ns, inode, uri) VALUES (?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO thumbnails (path, size, mtime_ns, inode, uri) "
+                "VALUES (?, ?, ?, ?, ?)",
                 (path, *key, uri or ""),
             )
             self._maybe_commit()
@@ -166,7 +160,8 @@ class ScanCache:
         if key is None or (record.bytes, record.mtime_ns) != key[:2]:
             return
         self.connection.execute(
-            "INSERT OR REPLACE INTO files (path, size, mtime_ns, inode, settings, record) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO files (path, size, mtime_ns, inode, settings, record) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
             (
                 entry.path,
                 *key,
@@ -191,7 +186,8 @@ class ScanCache:
             prefix = str(root).rstrip(os.sep) + os.sep
             for table in ("files", "thumbnails"):
                 cursor = self.connection.execute(
-                    f"DELETE FROM {table} WHERE substr(path, 1, ?) = ? AND path NOT IN (SELECT path FROM seen)",
+                    f"DELETE FROM {table} WHERE substr(path, 1, ?) = ? "
+                    "AND path NOT IN (SELECT path FROM seen)",
                     (len(prefix), prefix),
                 )
                 removed += cursor.rowcount if table == "files" else 0
@@ -200,7 +196,7 @@ class ScanCache:
         return removed
 
     def close(self) -> None:
-        if self.connection is not None:
+        if not self._closed:
             self.connection.execute("COMMIT")
             self.connection.close()
-            self.connection = None
+            self._closed = True

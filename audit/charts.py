@@ -13,7 +13,8 @@ def class_bar_chart(classes: list[dict], width: int = 640) -> str:
     peak = max((entry["files"] for entry in classes), default=0) or 1
     height = row * len(classes) + 10
     parts = [
-        f'<svg class="chart" role="img" aria-label="usable images per class" width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">'
+        '<svg class="chart" role="img" aria-label="usable images per class" '
+        f'width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">'
     ]
     for index, entry in enumerate(classes):
         y = 5 + index * row
@@ -24,14 +25,17 @@ def class_bar_chart(classes: list[dict], width: int = 640) -> str:
             f'<text x="{label_width - 6}" y="{y + 15}" text-anchor="end" class="lbl">{name}</text>'
         )
         parts.append(
-            f'<rect x="{label_width}" y="{y + 3}" width="{files_w:.1f}" height="{row - 6}" class="bar-all"/>'
+            f'<rect x="{label_width}" y="{y + 3}" width="{files_w:.1f}" '
+            f'height="{row - 6}" class="bar-all"/>'
         )
         parts.append(
-            f'<rect x="{label_width}" y="{y + 3}" width="{usable_w:.1f}" height="{row - 6}" class="bar"/>'
+            f'<rect x="{label_width}" y="{y + 3}" width="{usable_w:.1f}" '
+            f'height="{row - 6}" class="bar"/>'
         )
         share = f" ({entry['share'] * 100:.1f}%)" if entry.get("share") is not None else ""
         parts.append(
-            f'<text x="{label_width + files_w + 6:.1f}" y="{y + 15}" class="val">{entry["usable"]}{share}</text>'
+            f'<text x="{label_width + files_w + 6:.1f}" y="{y + 15}" class="val">'
+            f"{entry['usable']}{share}</text>"
         )
     parts.append("</svg>")
     return "".join(parts)
@@ -61,7 +65,8 @@ def resolution_scatter(
         return size - position(value)
 
     parts = [
-        f'<svg class="chart" role="img" aria-label="image width against height" width="{size}" height="{size}" xmlns="http://www.w3.org/2000/svg">'
+        '<svg class="chart" role="img" aria-label="image width against height" '
+        f'width="{size}" height="{size}" xmlns="http://www.w3.org/2000/svg">'
     ]
     parts.append(f'<rect x="{margin}" y="{margin}" width="{plot}" height="{plot}" class="frame"/>')
     for exponent in range(low, high + 1):
@@ -74,13 +79,15 @@ def resolution_scatter(
             f'<line x1="{margin}" y1="{y:.1f}" x2="{size - margin}" y2="{y:.1f}" class="grid"/>'
         )
         parts.append(
-            f'<text x="{x:.1f}" y="{size - margin + 14}" text-anchor="middle" class="tick">{tick}</text>'
+            f'<text x="{x:.1f}" y="{size - margin + 14}" text-anchor="middle" class="tick">'
+            f"{tick}</text>"
         )
         parts.append(
             f'<text x="{margin - 4}" y="{y + 4:.1f}" text-anchor="end" class="tick">{tick}</text>'
         )
     parts.append(
-        f'<clipPath id="plotarea"><rect x="{margin}" y="{margin}" width="{plot}" height="{plot}"/></clipPath>'
+        f'<clipPath id="plotarea"><rect x="{margin}" y="{margin}" '
+        f'width="{plot}" height="{plot}"/></clipPath>'
     )
     parts.append('<g clip-path="url(#plotarea)">')
     if bounds:
@@ -96,14 +103,16 @@ def resolution_scatter(
             if outlier is outlier_pass:
                 css = "pt-out" if outlier else "pt"
                 parts.append(
-                    f'<circle cx="{position(w):.1f}" cy="{y_position(h):.1f}" r="{4 if outlier else 2.5}" class="{css}"/>'
+                    f'<circle cx="{position(w):.1f}" cy="{y_position(h):.1f}" '
+                    f'r="{4 if outlier else 2.5}" class="{css}"/>'
                 )
     parts.append("</g>")
     parts.append(
         f'<text x="{size / 2}" y="{size - 8}" text-anchor="middle" class="axis">width (px)</text>'
     )
     parts.append(
-        f'<text x="12" y="{size / 2}" text-anchor="middle" transform="rotate(-90 12 {size / 2})" class="axis">height (px)</text>'
+        f'<text x="12" y="{size / 2}" text-anchor="middle" '
+        f'transform="rotate(-90 12 {size / 2})" class="axis">height (px)</text>'
     )
     parts.append("</svg>")
     return "".join(parts)

@@ -9,7 +9,6 @@ history takes concurrent writers from several OUT folders as well (SQLite transa
 
 from __future__ import annotations
 
-import csv
 import fcntl
 import os
 from contextlib import contextmanager
@@ -20,6 +19,8 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from audit import expectations, history
+from audit.escaping import markdown
+from audit.reportio import Report
 from audit.scan import scan
 
 DEFAULT_HISTORY = Path("reports") / "check-history.sqlite"
@@ -74,7 +75,7 @@ def run_check(
                 "classes": {
                     entry["name"]: entry["usable"] for entry in summary["classes"] if entry["files"]
                 },
-                "error_files": _error_files(out_path / "images.csv"),
+                "error_files": _error_files(out_path),
                 "out": str(out_path),
             },
         )
@@ -85,12 +86,8 @@ def run_check(
     return CheckResult(outcome.success, outcome, changed, files, run.id)
 
 
-def _error_files(images_csv: Path) -> list[str]:
-    return [
-        row["path"]
-        for row in csv.DictReader(open(images_csv, encoding="utf-8", newline=""))
-        if row["severity"] == "error"
-    ]
+def _error_files(report_dir: Path) -> list[str]:
+    return [row.path for row in Report(report_dir).images() if row.severity == "error"]
 
 
 _environment = Environment(
@@ -116,14 +113,17 @@ def _write_summaries(
     )
     (out / "check.html").write_text(html, encoding="utf-8")
     lines = [
-        f"# Dataset check: {'PASS' if outcome.success else 'FAIL'} ({Path(summary['root']).name})",
+        f"# Dataset check: {'PASS' if outcome.success else 'FAIL'} "
+        f"({markdown(Path(summary['root']).name)})",
         "",
-        f"{run.time_utc} · {summary['files']} files, {summary['usable']} usable, {summary['severity_counts']['error']} with errors · "
-        f"{len(outcome.expectations) - len(failed)}/{len(outcome.expectations)} expectations met",
+        f"{run.time_utc} · {summary['files']} files, {summary['usable']} usable, "
+        f"{summary['severity_counts']['error']} with errors · "
+        f"{len(outcome.expectations) - len(failed)}/{len(outcome.expectations)} "
+        "expectations met",
         "",
         "## Since the previous check",
         "",
-        *[f"- {line}" for line in changed],
+        *[f"- {markdown(line)}" for line in changed],
         "",
         "## Expectations",
         "",
@@ -133,8 +133,9 @@ def _write_summaries(
     for item in outcome.expectations:
         offending = ", ".join(item.offending[:5]) + (" ..." if len(item.offending) > 5 else "")
         lines.append(
-            f"| {'pass' if item.passed else '**FAIL**'} | {item.table} | `{item.type}` | {item.kwargs.get('column', '')} | "
-            f"{_md(str(item.observed))} | {_md(offending)} |"
+            f"| {'pass' if item.passed else '**FAIL**'} | {item.table} | `{item.type}` | "
+            f"{markdown(item.kwargs.get('column', ''))} | "
+            f"{markdown(str(item.observed))} | {markdown(offending)} |"
         )
     lines += ["", f"Data Docs: `{docs}` · full report: `report.html`", ""]
     (out / "check.md").write_text("\n".join(lines), encoding="utf-8")
@@ -144,7 +145,3 @@ def _write_summaries(
         "validation_result.json": outcome.validation_result,
         "data_docs": outcome.data_docs,
     }
-
-
-def _md(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")

@@ -39,7 +39,8 @@ CODES: dict[str, tuple[str, str]] = {
     # info: context
     "missing_jfif_marker": (
         "info",
-        "no b'JFIF' where the Keras tutorial's filter looks (fobj.peek(10)): it would delete the file",
+        "no b'JFIF' where the Keras tutorial's filter looks (fobj.peek(10)): "
+        "it would delete the file",
     ),
     "exif_rotated": ("info", "EXIF orientation is not 1; TensorFlow ignores it, viewers do not"),
     "non_rgb_mode": ("info", "not 8-bit RGB (grayscale, palette, alpha, CMYK or 16-bit)"),
@@ -70,6 +71,11 @@ def worst_severity(codes) -> str:
         if SEVERITY_RANK[severity] > SEVERITY_RANK[worst]:
             worst = severity
     return worst
+
+
+def worst_of(severities) -> str:
+    """The highest of some severities ('ok', 'info', 'warning', 'error'), 'ok' for none."""
+    return max(severities, key=SEVERITY_RANK.__getitem__, default="ok")
 
 
 def at_or_above(severity: str, threshold: str) -> bool:

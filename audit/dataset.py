@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from audit.errors import UserError
+
 CLUTTER_NAMES = frozenset(
     {"Thumbs.db", "ehthumbs.db", "desktop.ini", "Desktop.ini", "Icon\r", "__MACOSX"}
 )
@@ -32,7 +34,7 @@ SPLIT_NAMES = frozenset(
 _CLUTTER_REASON = "OS or tool clutter (Keras skips it too)"
 
 
-class LayoutError(ValueError):
+class LayoutError(UserError, ValueError):
     """ROOT cannot be audited as ROOT/<class>/<images> (missing, a file, no class folders)."""
 
 
@@ -111,7 +113,10 @@ def resolve(root: str | os.PathLike, relpath: str) -> str:
 
 
 def file_key(path: str) -> tuple[int, int, int] | None:
-    """(size, mtime_ns, inode) of a file, what tells it unchanged; None when it cannot be stat'ed."""
+    """(size, mtime_ns, inode) of a file, what tells it unchanged.
+
+    None when it cannot be stat'ed.
+    """
     try:
         info = os.stat(path)
     except OSError:
@@ -125,7 +130,10 @@ def is_clutter(name: str) -> bool:
 
 
 def discover(root: str | os.PathLike, against: str | os.PathLike | None = None) -> Layout:
-    """Check ROOT (and the `against` dataset) and count the files; LayoutError says what is expected."""
+    """Check ROOT (and the `against` dataset) and count the files.
+
+    LayoutError says what is expected.
+    """
     root_path = _existing_folder(root)
     ignored: list[Skipped] = []
     stray: list[str] = []
@@ -141,7 +149,8 @@ def discover(root: str | os.PathLike, against: str | os.PathLike | None = None) 
                 )
         if against is not None:
             raise LayoutError(
-                f"{root_path} already holds splits ({', '.join(subdirs)}); --against is for a ROOT without splits"
+                f"{root_path} already holds splits ({', '.join(subdirs)}); "
+                "--against is for a ROOT without splits"
             )
     else:
         own, other = _split_names(root_path, against)

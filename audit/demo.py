@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from audit.errors import AlreadyExists, MissingDependency
+
 CLASS_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 SIDE = 32
 SMALL_CLASS, SMALL_CLASS_SIZE = "nine", 40  # makes the imbalance ratio about 4.5
@@ -48,8 +50,9 @@ def _load_sklearn():
     try:
         from sklearn.datasets import load_digits, load_sample_image
     except ImportError as error:  # the demo extra is missing
-        raise ImportError(
-            "the demo needs scikit-learn (its bundled digits and photos): pip install 'image-audit[demo]'"
+        raise MissingDependency(
+            "the demo needs scikit-learn (its bundled digits and photos): "
+            "pip install 'image-audit[demo]'"
         ) from error
     return load_digits, load_sample_image
 
@@ -59,7 +62,7 @@ def build_demo(dest: Path) -> Path:
     load_digits, load_sample_image = _load_sklearn()
     dest = dest.absolute()
     if dest.exists() and any(dest.iterdir()):
-        raise FileExistsError(f"{dest} exists and is not empty; remove it or choose another folder")
+        raise AlreadyExists(f"{dest} exists and is not empty; remove it or choose another folder")
     dest.mkdir(parents=True, exist_ok=True)
 
     digits = load_digits()
@@ -68,7 +71,7 @@ def build_demo(dest: Path) -> Path:
     # one of them, so injected files are not copies of each other (only the deliberate
     # cross-class copy is).
     held_back: dict[str, list[Image.Image]] = {}
-    for index, (pixels, target) in enumerate(zip(digits.images, digits.target)):
+    for index, (pixels, target) in enumerate(zip(digits.images, digits.target, strict=True)):
         name = CLASS_NAMES[target]
         if len(held_back.setdefault(name, [])) < 3:
             held_back[name].append(_digit_image(pixels))
@@ -122,7 +125,8 @@ def _inject(dest: Path, flower: Image.Image, held_back: dict[str, list[Image.Ima
     write("five/empty.jpg", b"")
     write(
         "six/error_page.jpg",
-        b"<!DOCTYPE html><html><head><title>403 Forbidden</title></head><body>Forbidden</body></html>\n",
+        b"<!DOCTYPE html><html><head><title>403 Forbidden</title></head>"
+        b"<body>Forbidden</body></html>\n",
     )
     write("two/scanner_output.tif", encoded(fresh("two/"), "TIFF"))
     exif = Image.Exif()

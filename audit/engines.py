@@ -20,9 +20,13 @@ import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from multiprocessing.context import BaseContext
+from typing import Protocol
 
-from audit.checks import Thresholds, check_file
+from audit.checks import REGISTRY, Registry, Thresholds
 from audit.dataset import FileEntry
+from audit.errors import MissingDependency
 from audit.inspect import inspect_file
 from audit.records import FileRecord, Finding
 
@@ -30,11 +34,32 @@ CHUNK_SIZE = 64  # files per task sent to a worker
 DASK_CHUNK_SIZE = 256
 
 
-def inspect_entry(entry: FileEntry, thresholds: Thresholds) -> FileRecord:
+class Engine(Protocol):
+    """What the scan needs of an engine (audit.scan.inspect_all)."""
+
+    def submit(self, entries: list[FileEntry]) -> Iterator[FileRecord]:
+        """The records of entries, in order; may be called again before this one is drained."""
+        ...
+
+    def close(self) -> None:
+        """Release the workers."""
+        ...
+
+
+@dataclass(frozen=True)
+class FileWork:
+    """What a worker does with one file: inspect it, then run the registry's per-file
+    checks with these thresholds. Picklable, so it travels to the workers once."""
+
+    thresholds: Thresholds
+    registry: Registry = field(default=REGISTRY)
+
+
+def inspect_entry(entry: FileEntry, work: FileWork) -> FileRecord:
     """Inspect one file and run the per-file checks; never raises for a bad file."""
     try:
-        facts = inspect_file(entry, thresholds.max_pixels)
-        findings = check_file(facts, thresholds)
+        facts = inspect_file(entry, work.thresholds.max_pixels)
+        findings = work.registry.check_file(facts, work.thresholds)
     except Exception as error:  # a bug of ours must not cost the user their whole scan
         return failed_record(entry, f"audit could not inspect it ({type(error).__name__}: {error})")
     return FileRecord(
@@ -65,26 +90,26 @@ def failed_record(entry: FileEntry, reason: str) -> FileRecord:
         None,
         None,
         "",
-        "",
+        None,
         0,
         (Finding("unreadable", reason),),
         entry.split,
     )
 
 
-def inspect_chunk(entries: list[FileEntry], thresholds: Thresholds) -> list[FileRecord]:
+def inspect_chunk(entries: list[FileEntry], work: FileWork) -> list[FileRecord]:
     """A batch of files in one task (what the Dask engine ships to a worker)."""
-    return [inspect_entry(entry, thresholds) for entry in entries]
+    return [inspect_entry(entry, work) for entry in entries]
 
 
 class InlineEngine:
     """Everything in this process: no start-up cost, one core."""
 
-    def __init__(self, thresholds: Thresholds):
-        self.thresholds = thresholds
+    def __init__(self, work: FileWork):
+        self.work = work
 
     def submit(self, entries: list[FileEntry]) -> Iterator[FileRecord]:
-        return (inspect_entry(entry, self.thresholds) for entry in entries)
+        return (inspect_entry(entry, self.work) for entry in entries)
 
     def close(self) -> None:
         pass
@@ -92,19 +117,21 @@ class InlineEngine:
 
 # ---------------------------------------------------------------- local process pool
 
-_worker_thresholds: Thresholds | None = None
+_worker_work: FileWork | None = None
 
 
-def _init_worker(thresholds: Thresholds) -> None:
-    global _worker_thresholds
-    _worker_thresholds = thresholds
+def _init_worker(work: FileWork) -> None:
+    global _worker_work
+    _worker_work = work
     # Ctrl-C is handled once, by the parent, which then stops the pool.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def inspect_in_worker(entry: FileEntry) -> FileRecord:
-    """The default per-file function of the local pool (thresholds set by the initializer)."""
-    return inspect_entry(entry, _worker_thresholds)
+    """The default per-file function of the local pool (its work set by the initializer)."""
+    if _worker_work is None:
+        raise RuntimeError("inspect_in_worker runs only in a pool started by start_pool")
+    return inspect_entry(entry, _worker_work)
 
 
 class PoolEngine:
@@ -117,22 +144,22 @@ class PoolEngine:
     def __init__(
         self,
         jobs: int,
-        thresholds: Thresholds,
+        work: FileWork,
         worker: Callable[[FileEntry], FileRecord] | None = None,
     ):
         self.jobs = jobs
-        self.thresholds = thresholds
+        self.work = work
         self.worker = worker or inspect_in_worker
         self._executor: ProcessPoolExecutor | None = None
         self._generation = 0  # bumped each time the pool is replaced
-        self._fallback: InlineEngine | None = None
+        self._no_pool = False  # workers could not start: inspect in this process
 
     def submit(self, entries: list[FileEntry]) -> Iterator[FileRecord]:
         if not entries:
             return iter(())
         executor = self._pool()
         if executor is None:
-            return self._fallback.submit(entries)
+            return InlineEngine(self.work).submit(entries)
         generation = self._generation
         return self._results(
             entries, executor.map(self.worker, entries, chunksize=CHUNK_SIZE), generation
@@ -155,10 +182,10 @@ class PoolEngine:
                 yield from self.submit(rest)
 
     def _pool(self) -> ProcessPoolExecutor | None:
-        if self._executor is None and self._fallback is None:
-            self._executor = start_pool(self.jobs, self.thresholds)
+        if self._executor is None and not self._no_pool:
+            self._executor = start_pool(self.jobs, self.work)
             if self._executor is None:
-                self._fallback = InlineEngine(self.thresholds)
+                self._no_pool = True
         return self._executor
 
     def _replace_pool(self) -> None:
@@ -168,18 +195,18 @@ class PoolEngine:
         self._generation += 1
 
     def _isolate(self, entries: list[FileEntry]) -> Iterator[FileRecord]:
-        executor = start_pool(1, self.thresholds)
+        executor = start_pool(1, self.work)
         try:
             for entry in entries:
                 if executor is None:  # pragma: no cover - workers started a moment ago
-                    yield inspect_entry(entry, self.thresholds)
+                    yield inspect_entry(entry, self.work)
                     continue
                 try:
                     yield executor.submit(self.worker, entry).result()
                 except BrokenProcessPool:
                     executor.shutdown(wait=False, cancel_futures=True)
                     yield failed_record(entry, "inspecting it crashed the decoder process")
-                    executor = start_pool(1, self.thresholds)
+                    executor = start_pool(1, self.work)
         finally:
             if executor is not None:
                 executor.shutdown(wait=False, cancel_futures=True)
@@ -190,21 +217,23 @@ class PoolEngine:
             self._executor = None
 
 
-def start_pool(jobs: int, thresholds: Thresholds) -> ProcessPoolExecutor | None:
+def start_pool(jobs: int, work: FileWork) -> ProcessPoolExecutor | None:
     """A worker pool that has run a trivial task, or None (with a warning) if none can start.
 
     Without this ping, a pool that cannot start at all (e.g. a __main__ that worker
     processes cannot re-import) would look like every file crashing its worker.
     """
+    context: BaseContext
     if "forkserver" in multiprocessing.get_all_start_methods():
         # forkserver: workers never inherit the threads of a host such as Streamlit.
-        context = multiprocessing.get_context("forkserver")
+        server = multiprocessing.get_context("forkserver")
         # Import the worker's modules (numpy, Pillow) once in the server, not in every worker.
-        context.set_forkserver_preload(["audit.engines"])
+        server.set_forkserver_preload(["audit.engines"])
+        context = server
     else:
         context = multiprocessing.get_context()
     executor = ProcessPoolExecutor(
-        max_workers=jobs, mp_context=context, initializer=_init_worker, initargs=(thresholds,)
+        max_workers=jobs, mp_context=context, initializer=_init_worker, initargs=(work,)
     )
     try:
         executor.submit(os.getpid).result()
@@ -229,14 +258,14 @@ class DaskEngine:
     machine) and have this package installed.
     """
 
-    def __init__(self, jobs: int, thresholds: Thresholds, address: str | None = None):
+    def __init__(self, jobs: int, work: FileWork, address: str | None = None):
         try:
             from dask.distributed import Client, LocalCluster
         except ImportError as error:
-            raise ImportError(
+            raise MissingDependency(
                 "--engine dask needs the dask extra: pip install 'image-audit[dask]'"
             ) from error
-        self.thresholds = thresholds
+        self.work = work
         if address:
             self._cluster = None
             self.client = Client(address)
@@ -251,20 +280,18 @@ class DaskEngine:
             entries[start : start + DASK_CHUNK_SIZE]
             for start in range(0, len(entries), DASK_CHUNK_SIZE)
         ]
-        futures = self.client.map(inspect_chunk, chunks, thresholds=self.thresholds, pure=False)
+        futures = self.client.map(inspect_chunk, chunks, work=self.work, pure=False)
         return self._results(chunks, futures)
 
     def _results(self, chunks, futures) -> Iterator[FileRecord]:
-        for chunk, future in zip(chunks, futures):
+        for chunk, future in zip(chunks, futures, strict=True):
             try:
                 yield from future.result()
-            except (
-                Exception
-            ):  # a worker died on this chunk: one task per file, blame only the culprit
+            except Exception:  # a worker died on this chunk: one task per file, blame the culprit
                 for entry in chunk:
                     try:
                         yield self.client.submit(
-                            inspect_entry, entry, self.thresholds, pure=False
+                            inspect_entry, entry, self.work, pure=False
                         ).result()
                     except Exception as error:
                         yield failed_record(

@@ -20,13 +20,15 @@ its Data Docs site is written under the output folder and kept.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+
+from audit.errors import UserError
+from audit.reportio import Report
 
 # Before Great Expectations is imported anywhere in this process.
 os.environ["GX_ANALYTICS_ENABLED"] = "False"
@@ -36,7 +38,7 @@ DUPLICATE_CODES = ("exact_duplicate", "near_duplicate")
 MAX_LISTED = 20  # offending files named per expectation
 
 
-class SuiteError(ValueError):
+class SuiteError(UserError, ValueError):
     """The suite file is missing, unreadable, or not an image-audit suite."""
 
 
@@ -75,8 +77,8 @@ def tables(report_dir: str | os.PathLike):
     """(per-image DataFrame, per-class DataFrame) from an audit report."""
     import pandas as pd
 
-    report = Path(report_dir)
-    rows = list(csv.DictReader(open(report / "images.csv", encoding="utf-8", newline="")))
+    report = Report(report_dir)
+    rows = [asdict(row) for row in report.images()]
     images = pd.DataFrame(
         rows,
         columns=[
@@ -101,7 +103,7 @@ def tables(report_dir: str | os.PathLike):
     )
     images["min_side"] = images[["width", "height"]].min(axis=1, skipna=False)
 
-    summary = json.loads((report / "summary.json").read_text())
+    summary = report.summary
     present = [entry for entry in summary["classes"] if entry["files"] > 0]
     smallest = min((entry["usable"] for entry in present if entry["usable"] > 0), default=0)
     classes = pd.DataFrame(
@@ -127,7 +129,7 @@ def _expectation(kind: str, why: str, **kwargs) -> dict:
 def suite_from_report(report_dir: str | os.PathLike) -> dict:
     """The suite a dataset passes today, with tolerances (not an exact snapshot)."""
     images, classes = tables(report_dir)
-    summary = json.loads((Path(report_dir) / "summary.json").read_text())
+    summary = Report(report_dir).summary
     usable = images[images["severity"] != "error"]
     sides = usable["min_side"].dropna()
     min_side = int(max(1, math.floor(0.5 * sides.quantile(0.05)))) if len(sides) else 1
@@ -153,14 +155,16 @@ def suite_from_report(report_dir: str | os.PathLike) -> dict:
         ),
         _expectation(
             "expect_column_mean_to_be_between",
-            f"duplicates stay near today's share ({duplicate_share:.1%}): at most 1.5x or +2 points",
+            f"duplicates stay near today's share ({duplicate_share:.1%}): "
+            "at most 1.5x or +2 points",
             column="duplicate",
             min_value=0,
             max_value=round(min(1.0, max(duplicate_share * 1.5, duplicate_share + 0.02)), 4),
         ),
         _expectation(
             "expect_column_values_to_be_between",
-            "images keep a usable resolution: half today's 5th percentile of the shorter side, 1% of files may fall below",
+            "images keep a usable resolution: half today's 5th percentile of the shorter side, "
+            "1% of files may fall below",
             column="min_side",
             min_value=min_side,
             mostly=0.99,
@@ -208,7 +212,8 @@ def load_suite(path: str | os.PathLike) -> dict:
         suite = json.loads(suite_path.read_text())
     except FileNotFoundError as error:
         raise SuiteError(
-            f"no suite file at {suite_path}; create one with `python -m audit suite init ROOT --out {suite_path}`"
+            f"no suite file at {suite_path}; "
+            f"create one with `python -m audit suite init ROOT --out {suite_path}`"
         ) from error
     except (OSError, json.JSONDecodeError) as error:
         raise SuiteError(f"cannot read the suite {suite_path}: {error}") from error
@@ -252,7 +257,7 @@ def run_checkpoint(
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     context.variables.save()
     source = context.data_sources.add_or_update_pandas_filesystem(
-        name="image_audit", base_directory=str(report.absolute())
+        name="image_audit", base_directory=report.absolute()
     )
     definitions = []
     for table in ("files", "classes"):
@@ -282,7 +287,8 @@ def run_checkpoint(
         )
     )
     result = checkpoint.run()
-    outcomes, results = [], {}
+    outcomes: list[ExpectationOutcome] = []
+    results: dict[str, dict] = {}
     for validation in result.run_results.values():
         table = "files" if validation.suite_name.endswith("_files") else "classes"
         results[table] = validation.to_json_dict()
@@ -312,7 +318,10 @@ def _outcome(table: str, item) -> ExpectationOutcome:
             result.get("partial_missing_list") or [],
             result.get("partial_unexpected_list") or [],
         )
-        observed = f"missing: {', '.join(map(str, missing)) or 'none'}; new: {', '.join(map(str, extra)) or 'none'}"
+        observed = (
+            f"missing: {', '.join(map(str, missing)) or 'none'}; "
+            f"new: {', '.join(map(str, extra)) or 'none'}"
+        )
         offending = [str(value) for value in [*missing, *extra]]
     elif observed is None and "unexpected_count" in result:
         observed = f"{result['unexpected_count']} of {result.get('element_count')} unexpected"

@@ -1,9 +1,27 @@
 """Content hashes: sha256 of the bytes and a 64-bit perceptual hash (pHash) of the pixels.
 
-The pHash follows the usual definition (the one imagehash uses, so figures can be
-compared): grayscale, resize to 32x32 with Lanczos, 2-D DCT-II, keep the 8x8
-lowest frequencies, one bit per coefficient: above the median or not. Bits are
-written row-major, most significant first, as 16 hex characters.
+The pHash follows the usual definition, the one imagehash uses: grayscale, resize to
+32x32 with Lanczos, 2-D DCT-II, keep the 8x8 lowest frequencies, one bit per
+coefficient: above the median or not. The bits, row-major with the first coefficient
+most significant, make one unsigned 64-bit int; that int is what records, the scan
+table and the search carry. Hex (16 lowercase characters) appears only in images.csv:
+see to_hex, zoom_to_hex, from_hex.
+
+Given the same decoded 8-bit image, phash equals imagehash.phash bit for bit (tested
+on in-memory images and PNG files in RGB, L, RGBA and P, 32 to 640 px). 16-bit images
+differ on purpose: grayscale() scales them to 8 bits where Pillow's convert clips.
+
+The scan does not hash the same image as imagehash for JPEG files: audit.inspect
+decodes them through Pillow's draft(), which scales down by up to 1/8 in the DCT
+domain and decodes straight to grayscale, before the Lanczos resize. Measured on 200
+generated photo-like JPEGs (48-640 px a side, quality 50-95, a quarter grayscale),
+against imagehash.phash of the fully decoded file: 128 of 200 differ; the distance is
+1.89 bits on average over all 200 (2.95 over the 128), at most 10. Distances are
+even: the median split keeps 32 bits set, so bits flip in pairs. Command:
+    .venv/bin/python -m pytest -q -s tests/test_hashing.py -k jpeg_draft
+So a JPEG's hash matches imagehash's only within that noise. The near-duplicate
+radius and bench/near_duplicates_quality.py were measured on the scan's own hashes
+(files scanned, JPEGs through draft()), so the noise is inside their figures.
 """
 
 from __future__ import annotations
@@ -51,15 +69,15 @@ def grayscale(image: Image.Image) -> Image.Image:
     return image.convert("RGB").convert("L")
 
 
-def phash(image: Image.Image) -> str:
-    """64-bit perceptual hash of image as 16 hex characters."""
+def phash(image: Image.Image) -> int:
+    """64-bit perceptual hash of image, bit 63 the first (lowest-frequency) coefficient."""
     small = grayscale(image).resize((_SAMPLE, _SAMPLE), Image.Resampling.LANCZOS)
     pixels = np.frombuffer(small.tobytes(), dtype=np.uint8).reshape(_SAMPLE, _SAMPLE)
     low = (_DCT_LOW @ pixels @ _DCT_LOW.T).ravel()
     # The median of 64 values by sorting: np.median's overhead is 7x the work here.
     ordered = np.sort(low)
     median = (ordered[31] + ordered[32]) * 0.5
-    return np.packbits(low > median).tobytes().hex()
+    return int.from_bytes(np.packbits(low > median).tobytes(), "big")
 
 
 # Centred crops hashed besides the full frame, so a copy cropped a few percent matches
@@ -67,16 +85,38 @@ def phash(image: Image.Image) -> str:
 ZOOMS = (0.95, 0.90)
 
 
-def zoom_phashes(image: Image.Image) -> str:
-    """pHashes of the centred ZOOMS crops of image, ';'-separated."""
+def zoom_phashes(image: Image.Image) -> tuple[int, ...]:
+    """pHashes of the centred ZOOMS crops of image, in ZOOMS order."""
     width, height = image.size
     hashes = []
     for zoom in ZOOMS:
         margin_x, margin_y = round(width * (1 - zoom) / 2), round(height * (1 - zoom) / 2)
         hashes.append(phash(image.crop((margin_x, margin_y, width - margin_x, height - margin_y))))
-    return ";".join(hashes)
+    return tuple(hashes)
 
 
-def hamming(hash_a: str, hash_b: str) -> int:
-    """Number of differing bits between two hex hashes of equal length."""
-    return (int(hash_a, 16) ^ int(hash_b, 16)).bit_count()
+def hamming(hash_a: int, hash_b: int) -> int:
+    """Number of differing bits between two 64-bit hashes."""
+    return (hash_a ^ hash_b).bit_count()
+
+
+# Hex appears only at the report's edge (images.csv): 16 lowercase characters per hash.
+
+
+def to_hex(value: int | None) -> str:
+    """The images.csv form of a hash: 16 lowercase hex characters ('' for None)."""
+    return "" if value is None else f"{value:016x}"
+
+
+def zoom_to_hex(values: tuple[int, ...]) -> str:
+    """The images.csv form of the crop hashes: hex hashes joined by ';' ('' for none)."""
+    return ";".join(f"{value:016x}" for value in values)
+
+
+def from_hex(text: str) -> int | None:
+    """A hash read back from images.csv (None for the empty field of an undecodable file)."""
+    if not text:
+        return None
+    if len(text) != 2 * HASH_SIZE:
+        raise ValueError(f"a pHash is {2 * HASH_SIZE} hex characters, got {text!r}")
+    return int(text, 16)

@@ -59,7 +59,8 @@ def append(path: str | os.PathLike, run: Run) -> int:
     try:
         connection.execute("BEGIN IMMEDIATE")
         cursor = connection.execute(
-            "INSERT INTO runs (time_utc, dataset, suite, success, files, usable, errors, expectations, state) VALUES (?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO runs (time_utc, dataset, suite, success, files, usable, errors, "
+            "expectations, state) VALUES (?,?,?,?,?,?,?,?,?)",
             (
                 run.time_utc,
                 run.dataset,
@@ -73,7 +74,10 @@ def append(path: str | os.PathLike, run: Run) -> int:
             ),
         )
         connection.execute("COMMIT")
-        return int(cursor.lastrowid)
+        row_id = cursor.lastrowid
+        if row_id is None:  # an INSERT always sets it; None would mean the row was not written
+            raise RuntimeError(f"the history database {path} did not record the check")
+        return row_id
     finally:
         connection.close()
 
@@ -87,7 +91,10 @@ def runs(
         return []
     connection = _connect(history)
     try:
-        query = "SELECT id, time_utc, dataset, suite, success, files, usable, errors, expectations, state FROM runs"
+        query = (
+            "SELECT id, time_utc, dataset, suite, success, files, usable, errors, "
+            "expectations, state FROM runs"
+        )
         parameters: tuple = ()
         if dataset is not None:
             query += " WHERE dataset = ?"
@@ -155,12 +162,14 @@ def trend_table(history_runs: list[Run]) -> str:
     if not history_runs:
         return "No check recorded for this dataset yet."
     lines = [
-        f"{'#':>4}  {'time (UTC)':20s}  {'result':6s}  {'files':>7s}  {'usable':>7s}  {'errors':>6s}  failed expectations"
+        f"{'#':>4}  {'time (UTC)':20s}  {'result':6s}  {'files':>7s}  {'usable':>7s}  "
+        f"{'errors':>6s}  failed expectations"
     ]
     for run in history_runs:
         failed = [key for key, passed in run.expectations.items() if not passed]
         lines.append(
-            f"{run.id:>4}  {run.time_utc[:19]:20s}  {'PASS' if run.success else 'FAIL':6s}  {run.files:>7d}  {run.usable:>7d}  "
+            f"{run.id:>4}  {run.time_utc[:19]:20s}  {'PASS' if run.success else 'FAIL':6s}  "
+            f"{run.files:>7d}  {run.usable:>7d}  "
             f"{run.errors:>6d}  {', '.join(failed) or '-'}"
         )
     return "\n".join(lines)

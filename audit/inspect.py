@@ -5,6 +5,10 @@ sha256 and the structural walk run over those bytes; Pillow decodes them fully
 (for JPEG through `draft()`, which still entropy-decodes every block, so truncation
 and corrupt data are found, but skips most of the inverse DCT and colour work).
 
+The pHash of a JPEG is computed on that reduced grayscale decode, so it is not
+imagehash's hash of the full decode: on 200 generated JPEGs, 128 differ, by 1.89 bits
+on average and at most 10 (see audit.hashing for the measurement and its command).
+
 Decisions (which issue codes apply) are not made here: see audit.checks.integrity.
 """
 
@@ -17,6 +21,7 @@ import os
 import stat
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
@@ -51,8 +56,8 @@ class Facts:
     orientation: int | None = None  # EXIF orientation tag, when present
     jfif_in_peek: bool = False  # b"JFIF" in what the Keras tutorial's peek(10) returns
     sha256: str = ""
-    phash: str = ""
-    phash_zoom: str = ""  # pHashes of centred crops (hashing.ZOOMS), ';'-separated
+    phash: int | None = None  # 64-bit pHash; None when the pixels were not decoded
+    phash_zoom: tuple[int, ...] = ()  # pHashes of the centred crops (hashing.ZOOMS)
 
     @property
     def pixels(self) -> int | None:
@@ -103,7 +108,7 @@ def inspect_file(entry: FileEntry, max_pixels: int) -> Facts:
 
 def _inspect_bytes(entry: FileEntry, data, info: os.stat_result, max_pixels: int) -> Facts:
     size = len(data)
-    common = {
+    common: dict[str, Any] = {
         "relpath": entry.relpath,
         "label": entry.label,
         "bytes": size,
@@ -113,20 +118,20 @@ def _inspect_bytes(entry: FileEntry, data, info: os.stat_result, max_pixels: int
         # first buffer (st_blksize bytes), so that is what is searched here too.
         "jfif_in_peek": b"JFIF" in data[: info.st_blksize if info.st_blksize > 1 else 8192],
     }
-    if size == 0:
-        return Facts(**common)
     container = formats.sniff(bytes(data[:64]))
+    if container is None:  # sniff knows every non-empty head; None means no bytes at all
+        return Facts(**common)
     structure = containers.walk(container.name, data)
     decode = _decode(data, structure, max_pixels)
     return Facts(**common, container=container.name, structure=structure, **decode)
 
 
-def _decode(data, structure: containers.Structure, max_pixels: int) -> dict:
+def _decode(data, structure: containers.Structure, max_pixels: int) -> dict[str, Any]:
     """Open and fully decode with Pillow; returns the Facts fields it observed."""
     if structure.skip_ranges:
         data = _without_ranges(data, structure.skip_ranges)
     stream = io.BytesIO(data) if isinstance(data, bytes) else data
-    observed: dict = {}
+    observed: dict[str, Any] = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Pillow's EXIF/palette chatter is not a finding
         try:
@@ -144,7 +149,8 @@ def _decode(data, structure: containers.Structure, max_pixels: int) -> dict:
                 return observed  # a decompression bomb is never decoded
             try:
                 if image.format == "JPEG":
-                    # Smallest JPEG scale that still gives >= 32 px for the 32x32 pHash.
+                    # Smallest JPEG scale that still gives >= 32 px for the 32x32 pHash
+                    # (the hash then differs from a full decode's: see audit.hashing).
                     image.draft("L", (32, 32))
                 image.load()
                 observed["phash"] = hashing.phash(image)

@@ -12,9 +12,10 @@ Two interchangeable backends share one signature, `(hashes, radius) -> Pairs`:
 * ``brute``: numpy, blocked XOR + popcount over all pairs. Slow, obviously correct:
   the reference the tests compare ``mih`` against.
 
-Identical hashes are collapsed first, so ten thousand copies of one picture cost one
-entry, not fifty million pairs; the caller receives pairs of *distinct* hash values
-plus the inverse index that maps rows to them.
+Both search the array exactly as given: identical values are not collapsed, so k
+copies of one value yield k(k-1)/2 pairs at distance 0. A caller with many copies
+(ten thousand copies of one picture are fifty million pairs) collapses them first
+with np.unique and maps rows through its inverse, as audit.checks.duplicates does.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import repeat
 
 import numpy as np
 
@@ -52,8 +54,13 @@ def pairs_within(
 ) -> Pairs:
     """All pairs i < j with popcount(hashes[i] ^ hashes[j]) <= radius, exactly.
 
-    hashes: uint64 array (duplicates allowed; identical values pair at distance 0).
-    method: "mih", "brute", or "auto" (brute for small inputs, mih otherwise).
+    hashes: 1-D array, converted to uint64. Repeated values are not collapsed: every
+    pair of them is returned at distance 0 (collapse them first where copies abound).
+    radius: 0 to MAX_RADIUS bits.
+    method: "mih", "brute", or "auto" (brute up to BRUTE_FORCE_UP_TO hashes, else mih).
+    threads: for mih, threads that share the probes (default: one per CPU).
+    The pairs come in no particular order; it differs between the methods, and for mih
+    with the number of threads. Sort them where order matters.
     """
     hashes = np.ascontiguousarray(hashes, dtype=np.uint64)
     if not 0 <= radius <= MAX_RADIUS:
@@ -111,7 +118,7 @@ def _mih(hashes: np.ndarray, radius: int, threads: int) -> Pairs:
     kernel = _compiled_kernel()
     sub_radius = radius // BLOCKS
     patterns = _probe_patterns(sub_radius)
-    results = []
+    results: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     for block in range(BLOCKS):
         keys = ((hashes >> np.uint64(BLOCK_BITS * block)) & np.uint64(0xFFFF)).astype(np.int64)
         order = np.argsort(keys, kind="stable")
@@ -124,10 +131,15 @@ def _mih(hashes: np.ndarray, radius: int, threads: int) -> Pairs:
         shares = [patterns[index::threads] for index in range(threads)]
         with ThreadPoolExecutor(threads) as pool:
             found = pool.map(
-                lambda share: kernel(
-                    sorted_hashes, order, starts, present, share, radius, sub_radius, block
-                ),
+                kernel,
+                repeat(sorted_hashes),
+                repeat(order),
+                repeat(starts),
+                repeat(present),
                 shares,
+                repeat(radius),
+                repeat(sub_radius),
+                repeat(block),
             )
             results.extend(found)
     firsts = [r[0] for r in results if r[0].size]

@@ -36,7 +36,10 @@ class Progress:
         if self.is_terminal:
             filled = int(28 * fraction)
             bar = "#" * filled + "." * (28 - filled)
-            line = f"\r{self.label} [{bar}] {done}/{total} {fraction:4.0%} {rate:6.0f} files/s ETA {remaining:4.0f}s"
+            line = (
+                f"\r{self.label} [{bar}] {done}/{total} {fraction:4.0%} "
+                f"{rate:6.0f} files/s ETA {remaining:4.0f}s"
+            )
             self.stream.write(line)
             self._last_line = line
         else:
@@ -53,6 +56,7 @@ class Progress:
         elapsed = time.monotonic() - self.started
         if self._total:
             self.stream.write(
-                f"{self.label}: {self._done} files in {elapsed:.1f}s ({self._done / max(elapsed, 1e-9):.0f} files/s)\n"
+                f"{self.label}: {self._done} files in {elapsed:.1f}s "
+                f"({self._done / max(elapsed, 1e-9):.0f} files/s)\n"
             )
             self.stream.flush()

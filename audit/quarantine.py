@@ -13,7 +13,6 @@ quarantine folder (their paths kept), and `restore()` puts them back. Both:
 
 from __future__ import annotations
 
-import csv
 import errno
 import hashlib
 import json
@@ -25,12 +24,13 @@ from pathlib import Path, PurePosixPath
 
 from audit.codes import CODES, SEVERITY_RANK
 from audit.dataset import resolve
-from audit.report import matches_row
+from audit.errors import InvalidArgument, UserError
+from audit.reportio import ImageRow, Report, matches_row
 
 MANIFEST_NAME = "manifest.jsonl"
 
 
-class QuarantineRefused(ValueError):
+class QuarantineRefused(UserError, ValueError):
     """Nothing was moved: the files changed since the report, or a destination exists."""
 
 
@@ -50,40 +50,24 @@ class Move:
 
 def select(
     report_dir: str | os.PathLike, codes: list[str] | None = None, severity: str | None = None
-) -> list[dict]:
+) -> list[ImageRow]:
     """images.csv rows chosen by issue codes, or by severity (at or above); default: errors."""
     if codes and severity:
-        raise ValueError("choose files by --codes or by --severity, not both")
+        raise InvalidArgument("choose files by --codes or by --severity, not both")
     unknown = [code for code in codes or [] if code not in CODES]
     if unknown:
-        raise ValueError(
+        raise InvalidArgument(
             f"unknown issue code(s) {', '.join(unknown)}; known: {', '.join(sorted(CODES))}"
         )
     severity = severity or ("error" if not codes else None)
     if severity is not None and severity not in ("error", "warning", "info"):
-        raise ValueError(f"severity must be error, warning or info; got {severity!r}")
-    rows = _rows(Path(report_dir))
+        raise InvalidArgument(f"severity must be error, warning or info; got {severity!r}")
+    rows = Report(report_dir).images()
     if codes:
         wanted = set(codes)
-        return [row for row in rows if wanted & set(filter(None, row["issues"].split(";")))]
-    return [
-        row
-        for row in rows
-        if row["severity"] != "ok" and SEVERITY_RANK[row["severity"]] >= SEVERITY_RANK[severity]
-    ]
-
-
-def _rows(report: Path) -> list[dict]:
-    path = report / "images.csv"
-    if not path.is_file():
-        raise ValueError(
-            f"no images.csv in {report}: run `python -m audit scan ROOT --out {report}` first"
-        )
-    return list(csv.DictReader(open(path, encoding="utf-8", newline="")))
-
-
-def _report_root(report: Path) -> Path:
-    return Path(json.loads((report / "summary.json").read_text())["root"])
+        return [row for row in rows if wanted & set(row.codes)]
+    lowest = SEVERITY_RANK[severity or "error"]
+    return [row for row in rows if row.severity != "ok" and SEVERITY_RANK[row.severity] >= lowest]
 
 
 def quarantine(
@@ -98,8 +82,9 @@ def quarantine(
     written: the moves are only planned and checked.
     """
     report = Path(report_dir)
-    root = _report_root(report)
-    rows = {row["path"]: row for row in _rows(report)}
+    opened = Report(report)
+    root = opened.root
+    rows = {row.path: row for row in opened.images()}
     missing = [path for path in relpaths if path not in rows]
     if missing:
         raise QuarantineRefused(f"not in the report: {', '.join(missing[:5])}")
@@ -127,11 +112,11 @@ def quarantine(
                 str(original),
                 relpath,
                 str(target),
-                row["sha256"],
-                int(row["bytes"]),
-                int(row["mtime_ns"] or 0),
-                row["issues"],
-                row.get("reasons", ""),
+                row.sha256,
+                row.bytes,
+                row.mtime_ns or 0,
+                row.issues,
+                row.reasons,
             )
         )
     if changed:
@@ -169,7 +154,8 @@ def restore(manifest_path: str | os.PathLike, dry_run: bool = False) -> list[Mov
     taken = [move.original for move in moves if Path(move.original).exists()]
     if taken:
         raise QuarantineRefused(
-            f"{len(taken)} original place(s) are taken again (e.g. {', '.join(taken[:3])}); nothing was restored "
+            f"{len(taken)} original place(s) are taken again (e.g. {', '.join(taken[:3])}); "
+            "nothing was restored "
             "(already restored? a new file there?)"
         )
     absent = [move.quarantined for move in moves if not Path(move.quarantined).is_file()]
@@ -180,7 +166,8 @@ def restore(manifest_path: str | os.PathLike, dry_run: bool = False) -> list[Mov
     ]
     if absent or altered:
         raise QuarantineRefused(
-            f"quarantined files missing ({len(absent)}) or altered ({len(altered)}), e.g. {', '.join((absent + altered)[:3])}; "
+            f"quarantined files missing ({len(absent)}) or altered ({len(altered)}), "
+            f"e.g. {', '.join((absent + altered)[:3])}; "
             "nothing was restored"
         )
     if not dry_run:
@@ -196,14 +183,14 @@ def _safe_relative(relpath: str) -> PurePosixPath:
     )
 
 
-def _changed_since_report(path: Path, row: dict) -> bool:
+def _changed_since_report(path: Path, row: ImageRow) -> bool:
     try:
         info = os.stat(path)
     except OSError:
         return True
     if not matches_row(info, row):
         return True
-    return bool(row["sha256"]) and _sha256(path) != row["sha256"]
+    return bool(row.sha256) and _sha256(path) != row.sha256
 
 
 def _sha256(path: Path) -> str:
@@ -231,7 +218,7 @@ def _move_verified(source: Path, target: Path, sha256: str) -> None:
             target.unlink()
             raise QuarantineRefused(
                 f"the copy of {source} does not match its sha256; the original was left in place"
-            )
+            ) from None
         source.unlink()
         return
     if sha256 and _sha256(target) != sha256:

@@ -39,11 +39,11 @@ class FileRecord:
     width: int | None
     height: int | None
     sha256: str
-    phash: str
+    phash: int | None  # 64-bit pHash; None when undecodable (hex only in images.csv)
     mtime_ns: int
     findings: tuple[Finding, ...] = ()
     split: str = ""  # '' for a layout without splits
-    phash_zoom: str = ""  # pHashes of centred crops, ';'-separated (see audit.hashing.ZOOMS)
+    phash_zoom: tuple[int, ...] = ()  # pHashes of centred crops (see audit.hashing.ZOOMS)
 
     @property
     def severity(self) -> str:

@@ -1,4 +1,5 @@
-"""Records + findings -> images.csv, findings.csv, duplicates.csv, summary.json, report.html, report.md.
+"""Records + findings -> images.csv, findings.csv, duplicates.csv, summary.json, report.html,
+report.md.
 
 The writers stream the records once. Only what the HTML page shows is kept: the
 warning and error rows (up to a cap, the CSVs hold them all), a few sample files per
@@ -8,13 +9,9 @@ temporary name and renamed, so a crash never leaves a half-written report behind
 
 from __future__ import annotations
 
-import csv
-import json
-import os
 import time
 from collections import Counter
-from collections.abc import Iterable
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,30 +19,21 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
-from audit import charts
-from audit.codes import CODES, DATASET_CODES, SEVERITIES, SEVERITY_RANK, at_or_above, worst_severity
+from audit import charts, reportio
+from audit.checks.base import DatasetChecksResult, Registry, Thresholds
+from audit.codes import (
+    CODES,
+    DATASET_CODES,
+    SEVERITIES,
+    SEVERITY_RANK,
+    at_or_above,
+    worst_of,
+    worst_severity,
+)
+from audit.dataset import Layout
+from audit.escaping import markdown
 from audit.records import DatasetFinding, FileRecord, merge_findings
 from audit.thumbnails import Thumbnailer
-
-IMAGES_COLUMNS = (
-    "path",
-    "label",
-    "split",
-    "bytes",
-    "format",
-    "mode",
-    "width",
-    "height",
-    "sha256",
-    "phash",
-    "severity",
-    "issues",
-    "reasons",
-    "phash_zoom",
-    "mtime_ns",
-)
-FINDINGS_COLUMNS = ("path", "label", "severity", "code", "reason")
-DUPLICATES_COLUMNS = ("group", "kind", "path", "label", "split", "distance", "keeper")
 
 SAMPLES_PER_CLASS = 8
 MAX_SAMPLES = 400  # with many classes, fewer samples each, so the page stays light
@@ -63,18 +51,18 @@ class ReportContext:
 
     root: Path
     out: Path
-    layout: object  # audit.dataset.Layout
-    thresholds: object  # audit.checks.Thresholds
-    sections: dict  # summary sections from the dataset checks, by check name
-    dataset_findings: list[DatasetFinding]
+    layout: Layout
+    registry: Registry
+    thresholds: Thresholds
+    checks: DatasetChecksResult
+    dataset_findings: list[DatasetFinding]  # the walk's and the checks', in that order
     fail_on: str
     jobs: int
     version: str
     started: float  # time.monotonic() at the start of the scan
-    report_rows: dict[str, list[dict]] = field(default_factory=dict)  # e.g. duplicates.csv
     cache: dict = field(default_factory=dict)  # hits and misses of the incremental cache
     engine: str = "local"
-    thumbnails: object = None  # callable relpath -> data URI; default: decode each time
+    thumbnails: Callable[[str], str | None] | None = None  # relpath -> data URI
 
 
 @dataclass
@@ -104,7 +92,7 @@ class _Collector:
         self._point_stride = max(1, total // MAX_SCATTER_POINTS)
         self._outlier_rows = outlier_rows
         self.error_lines: list[str] = []
-        self.jfif = Counter()
+        self.jfif: Counter[str] = Counter()
 
     def add(self, row: int, record: FileRecord, severity: str, codes: tuple[str, ...]) -> None:
         usable = severity != "error"
@@ -153,11 +141,7 @@ def write_reports(
         if any(f.code == "resolution_outlier" for f in found)
     }
     collector = _Collector(context.layout.classes, context.layout.file_count, outlier_rows)
-    with _atomic(out / "images.csv") as images_file, _atomic(out / "findings.csv") as findings_file:
-        images = csv.writer(images_file)
-        findings = csv.writer(findings_file)
-        images.writerow(IMAGES_COLUMNS)
-        findings.writerow(FINDINGS_COLUMNS)
+    with reportio.record_writer(out) as writer:
         for row, record in enumerate(records):
             if row in extra_findings:
                 record = replace(
@@ -166,79 +150,33 @@ def write_reports(
             # Severity and codes are derived from the findings: computed once per record here.
             codes = record.codes
             severity = worst_severity(codes)
-            images.writerow(_image_row(record, severity, codes))
-            for finding in record.findings:
-                findings.writerow(
-                    (record.path, record.label, finding.severity, finding.code, finding.reason)
-                )
+            writer.write(record, severity, codes)
             collector.add(row, record, severity, codes)
-    with _atomic(out / "duplicates.csv") as duplicates_file:
-        writer = csv.DictWriter(duplicates_file, DUPLICATES_COLUMNS)
-        writer.writeheader()
-        writer.writerows(context.report_rows.get("duplicates.csv", []))
+    files = {name: out / name for name in ("report.html", "report.md", reportio.SUMMARY_NAME)}
+    for table in (reportio.IMAGES, reportio.FINDINGS):
+        files[table.file_name] = out / table.file_name
+    for table in context.registry.tables():
+        rows = context.checks.report_rows.get(table.name, [])
+        files[table.file_name] = reportio.write_table(out, table, rows)
 
     summary = build_summary(collector, context)
-    with _atomic(out / "summary.json") as handle:
-        json.dump(summary, handle, indent=2, ensure_ascii=False)
-        handle.write("\n")
-    with _atomic(out / "report.html") as handle:
+    reportio.write_summary(out, summary)
+    with reportio.atomic_text(out / "report.html") as handle:
         handle.write(render_html(summary, collector, context))
-    with _atomic(out / "report.md") as handle:
+    with reportio.atomic_text(out / "report.md") as handle:
         handle.write(render_markdown(summary, collector))
-    names = (
-        "report.html",
-        "report.md",
-        "summary.json",
-        "images.csv",
-        "findings.csv",
-        "duplicates.csv",
-    )
-    return WrittenReports(summary, {name: out / name for name in names}, collector.error_lines)
-
-
-def matches_row(info: os.stat_result, row: dict) -> bool:
-    """Whether a file's size and modification time are still those its images.csv row recorded."""
-    return str(info.st_size) == row["bytes"] and (
-        not row.get("mtime_ns") or str(info.st_mtime_ns) == row["mtime_ns"]
-    )
-
-
-def _image_row(record: FileRecord, severity: str, codes: tuple[str, ...]) -> tuple:
-    return (
-        record.path,
-        record.label,
-        record.split,
-        record.bytes,
-        record.format,
-        record.mode,
-        "" if record.width is None else record.width,
-        "" if record.height is None else record.height,
-        record.sha256,
-        record.phash,
-        severity,
-        ";".join(codes),
-        " | ".join(finding.reason for finding in record.findings),
-        record.phash_zoom,
-        record.mtime_ns,
-    )
+    return WrittenReports(summary, files, collector.error_lines)
 
 
 def build_summary(collector: _Collector, context: ReportContext) -> dict:
     """The summary.json document (see README, "Report contract")."""
-    balance = context.sections.get("balance", {})
-    worst_dataset = max(
-        (finding.severity for finding in context.dataset_findings),
-        key=SEVERITY_RANK.get,
-        default="ok",
+    lifted, placed = context.registry.summary_entries(context.checks.sections)
+    worst = worst_of(
+        [finding.severity for finding in context.dataset_findings]
+        + [name for name, count in collector.severity_counts.items() if count]
     )
-    worst_file = max(
-        (name for name, count in collector.severity_counts.items() if count),
-        key=SEVERITY_RANK.get,
-        default="ok",
-    )
-    worst = max(worst_file, worst_dataset, key=SEVERITY_RANK.get)
     layout = context.layout
-    return {
+    summary: dict = {
         "tool": "image-audit",
         "version": context.version,
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -253,11 +191,8 @@ def build_summary(collector: _Collector, context: ReportContext) -> dict:
         "unusable": collector.files - collector.usable,
         "severity_counts": dict(collector.severity_counts),
         "issue_counts": dict(collector.code_counts),
-        "classes": balance.get("classes", []),
-        "imbalance_ratio": balance.get("imbalance_ratio"),
-        "splits": balance.get("splits", {}),
+        **lifted,
         "empty_classes": layout.empty_classes,
-        "classes_without_usable_images": balance.get("classes_without_usable_images", []),
         "ignored_files": [{"path": item.relpath, "reason": item.reason} for item in layout.ignored],
         "stray_files": list(layout.stray_files),
         "dataset_findings": [
@@ -269,17 +204,11 @@ def build_summary(collector: _Collector, context: ReportContext) -> dict:
             }
             for f in context.dataset_findings
         ],
-        "thresholds": {
-            **context.thresholds.as_dict(),
-            "resolution_outlier": context.sections.get("resolution", {}),
-        },
-        "checks": {
-            name: section
-            for name, section in context.sections.items()
-            if name not in ("balance", "resolution")
-        },
+        "thresholds": context.thresholds.as_dict(),
+        "checks": {},
         "jfif_filter_comparison": {
-            "description": "the Keras tutorial's filter deletes files without b'JFIF' in their first buffer",
+            "description": "the Keras tutorial's filter deletes files without b'JFIF' "
+            "in their first buffer",
             "would_delete": collector.jfif["would_delete"],
             "would_delete_usable": collector.jfif["would_delete_usable"],
             "errors_it_keeps": collector.jfif["errors_kept"],
@@ -288,6 +217,12 @@ def build_summary(collector: _Collector, context: ReportContext) -> dict:
         "fail_on": context.fail_on,
         "exit_code": 1 if at_or_above(worst, context.fail_on) else 0,
     }
+    for key_path, section in placed.items():  # each check's section where it declares
+        node = summary
+        for key in key_path[:-1]:
+            node = node.setdefault(key, {})
+        node[key_path[-1]] = section
+    return summary
 
 
 # ---------------------------------------------------------------- HTML and Markdown
@@ -325,12 +260,8 @@ def render_html(summary: dict, collector: _Collector, context: ReportContext) ->
     flagged = sorted(
         collector.flagged, key=lambda record: (severity_order[record.severity], record.path)
     )
-    resolution = context.sections.get("resolution", {})
-    bounds = (
-        (resolution["lower_side_px"], resolution["upper_side_px"])
-        if "lower_side_px" in resolution
-        else None
-    )
+    # What each check's section gives the page (the scatter's bounds, the duplicates' figures).
+    values = context.registry.report_values(context.checks.sections)
     template = _environment.get_template("report.html.j2")
     return template.render(
         summary=summary,
@@ -343,18 +274,18 @@ def render_html(summary: dict, collector: _Collector, context: ReportContext) ->
             for name, records in collector.samples.items()
         ],
         duplicate_groups=_duplicate_groups(
-            context.report_rows.get("duplicates.csv", []), thumb_path
+            context.checks.report_rows.get(reportio.DUPLICATES.name, []), thumb_path
         ),
-        duplicates=context.sections.get("duplicates", {}),
         flagged=[(record, thumb(record)) for record in flagged],
         flagged_total=collector.flagged_total,
         info_rows=collector.info_rows,
         info_total=collector.info_total,
         class_chart=Markup(charts.class_bar_chart(summary["classes"])),
-        scatter=Markup(charts.resolution_scatter(collector.points, bounds)),
+        scatter=Markup(charts.resolution_scatter(collector.points, values.get("scatter_bounds"))),
         scatter_sampled=len(collector.points) < collector.usable,
         thumbnails_capped=budget[0] <= 0,
         verdict=_verdict(summary),
+        **values,
     )
 
 
@@ -406,14 +337,16 @@ def render_markdown(summary: dict, collector: _Collector) -> str:
     """The short text summary a scheduled job mails or posts."""
     counts = summary["severity_counts"]
     lines = [
-        f"# Image audit: {_md(Path(summary['root']).name)}",
+        f"# Image audit: {markdown(Path(summary['root']).name)}",
         "",
         f"**{_verdict(summary)}** (exit code {summary['exit_code']}, fail-on {summary['fail_on']})",
         "",
         "| files | usable | errors | warnings | info | classes | imbalance ratio |",
         "|---:|---:|---:|---:|---:|---:|---:|",
-        f"| {summary['files']} | {summary['usable']} | {counts['error']} | {counts['warning']} | {counts['info']} "
-        f"| {len(summary['classes'])} | {summary['imbalance_ratio'] if summary['imbalance_ratio'] is not None else '-'} |",
+        f"| {summary['files']} | {summary['usable']} | {counts['error']} "
+        f"| {counts['warning']} | {counts['info']} "
+        f"| {len(summary['classes'])} "
+        f"| {summary['imbalance_ratio'] if summary['imbalance_ratio'] is not None else '-'} |",
         "",
     ]
     issue_rows = _issue_rows(summary)
@@ -427,40 +360,24 @@ def render_markdown(summary: dict, collector: _Collector) -> str:
     if summary["dataset_findings"]:
         lines += ["## Dataset findings", ""]
         lines += [
-            f"- **{f['severity']}** `{f['code']}`: {_md(f['reason'])}"
+            f"- **{f['severity']}** `{f['code']}`: {markdown(f['reason'])}"
             for f in summary["dataset_findings"]
         ]
         lines.append("")
     lines += ["## Classes", "", "| class | files | usable | share |", "|---|---:|---:|---:|"]
     lines += [
-        f"| {_md(c['name'])} | {c['files']} | {c['usable']} | {c['share'] * 100:.1f}% |"
+        f"| {markdown(c['name'])} | {c['files']} | {c['usable']} | {c['share'] * 100:.1f}% |"
         for c in summary["classes"]
     ]
     lines.append("")
     errors = collector.error_lines[:50]
     if errors:
         lines += [f"## Errors (first {len(errors)} of {len(collector.error_lines)})", ""]
-        lines += [f"- {_md(line.removeprefix('error: '))}" for line in errors]
+        lines += [f"- {markdown(line.removeprefix('error: '))}" for line in errors]
         lines.append("")
     lines += [
-        "Full tables: `images.csv`, `findings.csv`, `duplicates.csv`; the page to read first: `report.html`.",
+        "Full tables: `images.csv`, `findings.csv`, `duplicates.csv`; "
+        "the page to read first: `report.html`.",
         "",
     ]
     return "\n".join(lines)
-
-
-def _md(text: str) -> str:
-    """Neutralise HTML (as entities, safe in any renderer) and Markdown in names and reasons."""
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    for char in "\\`*_[]|#":
-        text = text.replace(char, "\\" + char)
-    return text
-
-
-@contextmanager
-def _atomic(path: Path):
-    """Write to a temporary sibling, then rename over path."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "w", encoding="utf-8", newline="") as handle:
-        yield handle
-    os.replace(temporary, path)

@@ -23,21 +23,20 @@ from pathlib import Path
 
 from audit import __version__, report
 from audit.cache import DEFAULT_NAME, ScanCache
-from audit.checks import DATASET_CHECKS, Thresholds
+from audit.checks import REGISTRY, Registry, Thresholds
 from audit.dataset import Layout, discover
-from audit.engines import DaskEngine, InlineEngine, PoolEngine
-from audit.records import DatasetFinding, FileRecord, Finding
+from audit.engines import DaskEngine, Engine, FileWork, InlineEngine, PoolEngine
+from audit.errors import InvalidArgument
+from audit.outputs import refuse_inside
+from audit.records import DatasetFinding, FileRecord
 from audit.table import ScanTable
 from audit.thumbnails import Thumbnailer
 
 BATCH_SIZE = 2048
 ENGINES = ("local", "dask")
+FAIL_ON = ("error", "warning", "info", "never")
 
 ProgressCallback = Callable[[int, int], None]
-
-
-class OutputInsideDataset(ValueError):
-    """--out points inside ROOT: the audit never writes into the dataset it reads."""
 
 
 @dataclass
@@ -74,6 +73,7 @@ def scan(
     cache: str | os.PathLike | bool = True,
     engine: str = "local",
     scheduler: str | None = None,
+    registry: Registry = REGISTRY,
 ) -> ScanResult:
     """Audit ROOT (and, with `against`, a second split such as the validation set) and
     write the reports into OUT; see README for the report contract.
@@ -81,15 +81,17 @@ def scan(
     cache: True for OUT/.scan-cache.sqlite, a path for another file, False for none.
     engine: "local" (processes on this machine) or "dask" (scheduler address, or a
     LocalCluster when None).
+    registry: the checks to run (default: every check of audit.checks).
+    Raises a UserError (exit 2) when it cannot run as asked.
     """
-    thresholds = thresholds or Thresholds()
+    thresholds = thresholds or registry.thresholds()
     jobs = jobs or default_jobs()
     if jobs < 1:
-        raise ValueError(f"jobs must be at least 1, got {jobs}")
-    if fail_on not in ("error", "warning", "info", "never"):
-        raise ValueError(f"fail_on must be one of error, warning, info, never; got {fail_on!r}")
+        raise InvalidArgument(f"jobs must be at least 1, got {jobs}")
+    if fail_on not in FAIL_ON:
+        raise InvalidArgument(f"fail_on must be one of {', '.join(FAIL_ON)}; got {fail_on!r}")
     if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {', '.join(ENGINES)}; got {engine!r}")
+        raise InvalidArgument(f"engine must be one of {', '.join(ENGINES)}; got {engine!r}")
     started = time.monotonic()
     layout = discover(root, against)
     out_path = _check_output(layout, Path(out))
@@ -97,8 +99,9 @@ def scan(
     cache_path = _cache_path(layout, out_path, cache)
 
     table = ScanTable(layout.root, layout.classes, layout.splits)
-    file_cache = ScanCache(cache_path, thresholds) if cache_path else None
-    runner = _engine(engine, jobs, thresholds, scheduler)
+    settings = registry.settings_key(thresholds, __version__)
+    file_cache = ScanCache(cache_path, settings) if cache_path else None
+    runner = _engine(engine, jobs, FileWork(thresholds, registry), scheduler)
     try:
         with tempfile.TemporaryFile(dir=out_path, prefix=".records-", suffix=".spool") as spool:
             done = 0
@@ -110,28 +113,25 @@ def scan(
                     progress(done, layout.file_count)
             if file_cache is not None:
                 file_cache.finish([layout.root] + [folder.path for folder in layout.folders])
-            sections, extra_findings, dataset_findings, report_rows = run_dataset_checks(
-                table, thresholds
-            )
-            dataset_findings = layout_findings(layout) + dataset_findings
+            checked = registry.run_dataset_checks(table, thresholds)
             spool.seek(0)
             context = report.ReportContext(
                 root=layout.root,
                 out=out_path,
                 layout=layout,
+                registry=registry,
                 thresholds=thresholds,
-                sections=sections,
-                dataset_findings=dataset_findings,
+                checks=checked,
+                dataset_findings=layout_findings(layout) + checked.dataset_findings,
                 fail_on=fail_on,
                 jobs=jobs,
                 version=__version__,
                 started=started,
-                report_rows=report_rows,
                 cache=_cache_summary(file_cache, cache_path),
                 thumbnails=Thumbnailer(layout.root, thresholds.max_pixels, file_cache),
                 engine=engine,
             )
-            written = report.write_reports(_read_spool(spool), extra_findings, context)
+            written = report.write_reports(_read_spool(spool), checked.file_findings, context)
     finally:
         runner.close()
         if file_cache is not None:
@@ -143,7 +143,7 @@ def _cache_path(layout: Layout, out: Path, cache) -> Path | None:
     if cache is False or cache is None:
         return None
     path = out / DEFAULT_NAME if cache is True else Path(cache).expanduser().absolute()
-    _refuse_inside(layout, path, "--cache")
+    refuse_inside(_dataset_folders(layout), path, "--cache")
     return path
 
 
@@ -153,27 +153,20 @@ def _cache_summary(file_cache: ScanCache | None, path: Path | None) -> dict:
     return {"used": True, "path": str(path), "hits": file_cache.hits, "misses": file_cache.misses}
 
 
-def _engine(name: str, jobs: int, thresholds: Thresholds, scheduler: str | None):
+def _engine(name: str, jobs: int, work: FileWork, scheduler: str | None) -> Engine:
     if name == "dask":
-        return DaskEngine(jobs, thresholds, scheduler)
-    return PoolEngine(jobs, thresholds) if jobs > 1 else InlineEngine(thresholds)
+        return DaskEngine(jobs, work, scheduler)
+    return PoolEngine(jobs, work) if jobs > 1 else InlineEngine(work)
+
+
+def _dataset_folders(layout: Layout) -> list[Path]:
+    return [layout.root] + [folder.path for folder in layout.folders]
 
 
 def _check_output(layout: Layout, out: Path) -> Path:
     out_path = out.expanduser().absolute()
-    _refuse_inside(layout, out_path, "--out")
+    refuse_inside(_dataset_folders(layout), out_path, "--out")
     return out_path
-
-
-def _refuse_inside(layout: Layout, path: Path, option: str) -> None:
-    resolved_path = path.resolve()
-    for folder in [layout.root] + [folder.path for folder in layout.folders]:
-        resolved = folder.resolve()
-        if resolved_path == resolved or resolved in resolved_path.parents:
-            raise OutputInsideDataset(
-                f"{option} {path} is inside the dataset ({folder}); the audit never writes into "
-                "the folders it reads. Choose a place outside it (default: reports/<name>)."
-            )
 
 
 def _read_spool(spool) -> Iterator[FileRecord]:
@@ -191,32 +184,11 @@ def layout_findings(layout: Layout) -> list[DatasetFinding]:
     return [
         DatasetFinding(
             "stray_files",
-            f"{len(layout.stray_files)} file(s) directly under ROOT belong to no class and were not scanned",
+            f"{len(layout.stray_files)} file(s) directly under ROOT belong to no class "
+            "and were not scanned",
             tuple(layout.stray_files),
         )
     ]
-
-
-def run_dataset_checks(table: ScanTable, thresholds: Thresholds):
-    """Run the registry's dataset checks in order.
-
-    Returns (summary sections by check, findings by row, dataset findings, rows of extra
-    report files such as duplicates.csv).
-    """
-    sections: dict[str, dict] = {}
-    extra: dict[int, list[Finding]] = {}
-    dataset_findings: list[DatasetFinding] = []
-    report_rows: dict[str, list[dict]] = {}
-    for name, check in DATASET_CHECKS:
-        result = check(table, thresholds)
-        sections[name] = result.summary
-        dataset_findings += result.dataset_findings
-        report_rows.update(result.report_rows)
-        for row, findings in result.file_findings.items():
-            extra.setdefault(row, []).extend(findings)
-            if any(finding.severity == "error" for finding in findings):
-                table.mark_unusable([row])
-    return sections, extra, dataset_findings, report_rows
 
 
 # ---------------------------------------------------------------- per-file work
@@ -232,7 +204,7 @@ def inspect_all(layout: Layout, engine, cache: ScanCache | None = None) -> Itera
     for batch in _batches(layout.iter_files(), BATCH_SIZE):
         keys = [cache.key_of(entry) for entry in batch] if cache else [None] * len(batch)
         cached = cache.lookup_many(batch, keys) if cache else [None] * len(batch)
-        misses = [entry for entry, hit in zip(batch, cached) if hit is None]
+        misses = [entry for entry, hit in zip(batch, cached, strict=True) if hit is None]
         submitted = engine.submit(misses)
         if pending is not None:
             yield from _drain(*pending, cache)
@@ -242,7 +214,7 @@ def inspect_all(layout: Layout, engine, cache: ScanCache | None = None) -> Itera
 
 
 def _drain(batch, keys, cached, submitted, cache) -> Iterator[FileRecord]:
-    for entry, key, hit in zip(batch, keys, cached):
+    for entry, key, hit in zip(batch, keys, cached, strict=True):
         if hit is not None:
             yield hit
             continue

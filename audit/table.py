@@ -11,7 +11,10 @@ from array import array
 
 import numpy as np
 
+from audit.hashing import ZOOMS
 from audit.records import FileRecord
+
+_NO_ZOOM = (0,) * len(ZOOMS)  # the crop-hash columns of a row without hashes
 
 
 class ScanTable:
@@ -31,7 +34,7 @@ class ScanTable:
         self._height = array("i")
         self._usable = bytearray()
         self._phash = array("Q")
-        self._zoom = array("Q")  # two per row, see audit.hashing.ZOOMS
+        self._zoom = array("Q")  # len(ZOOMS) per row
         self._has_phash = bytearray()
         self._sha256 = bytearray()
 
@@ -44,10 +47,12 @@ class ScanTable:
         self._width.append(record.width if record.width is not None else -1)
         self._height.append(record.height if record.height is not None else -1)
         self._usable.append(record.usable)
-        self._phash.append(int(record.phash, 16) if record.phash else 0)
-        self._has_phash.append(bool(record.phash))
-        zooms = record.phash_zoom.split(";") if record.phash_zoom else ["0", "0"]
-        self._zoom.extend(int(value, 16) for value in zooms)
+        self._phash.append(record.phash if record.phash is not None else 0)
+        self._has_phash.append(record.phash is not None)
+        zoom = record.phash_zoom or _NO_ZOOM
+        if len(zoom) != len(ZOOMS):
+            raise ValueError(f"phash_zoom holds one hash per zoom in {ZOOMS}, got {zoom!r}")
+        self._zoom.extend(zoom)
         self._sha256 += bytes.fromhex(record.sha256) if record.sha256 else bytes(32)
 
     def __len__(self) -> int:
@@ -90,8 +95,8 @@ class ScanTable:
 
     @property
     def phash_zoom(self) -> np.ndarray:
-        """(n, 2) uint64: pHashes of the centred crops (zeros where undecodable)."""
-        return self._column(self._zoom, np.uint64, 2)
+        """(n, len(ZOOMS)) uint64: pHashes of the centred crops (zeros where undecodable)."""
+        return self._column(self._zoom, np.uint64, len(ZOOMS))
 
     @property
     def has_phash(self) -> np.ndarray:

@@ -134,7 +134,8 @@ def main() -> None:
             warm = run_scan(root, Path(work) / "cold", args.jobs)
             ratio = warm["seconds"] / cold["seconds"]
             print(
-                f"{args.images:,} photo-like JPEGs: cold {cold['seconds']:.1f} s, warm {warm['seconds']:.2f} s "
+                f"{args.images:,} photo-like JPEGs: cold {cold['seconds']:.1f} s, "
+                f"warm {warm['seconds']:.2f} s "
                 f"= {ratio:.1%} of cold (peak RSS cold {cold['peak_rss_total_mb']:.0f} MB)"
             )
             figures["cold_s"], figures["warm_s"], figures["warm_over_cold"] = (
@@ -146,7 +147,8 @@ def main() -> None:
             root = small_images(args.rss_images)
             memory = run_scan(root, Path(work) / "rss", args.jobs, ["--no-cache"])
             print(
-                f"{args.rss_images:,} small PNGs: {memory['seconds']:.1f} s, peak RSS {memory['peak_rss_total_mb']:.0f} MB "
+                f"{args.rss_images:,} small PNGs: {memory['seconds']:.1f} s, "
+                f"peak RSS {memory['peak_rss_total_mb']:.0f} MB "
                 f"(all processes), {memory['peak_rss_largest_mb']:.0f} MB (largest process)"
             )
             figures.update({f"rss_{key}": round(value, 1) for key, value in memory.items()})

@@ -160,7 +160,8 @@ def main() -> None:
             print("imagededup not measured: pass --imagededup-python (see `make bench-env`)")
     for tool, figures in results.items():
         print(
-            f"{tool:24s} precision {figures['precision']:.3f}  recall {figures['recall']:.3f}  F1 {figures['f1']:.3f}  "
+            f"{tool:24s} precision {figures['precision']:.3f}  "
+            f"recall {figures['recall']:.3f}  F1 {figures['f1']:.3f}  "
             f"({figures['pairs_predicted']} pairs, {figures['seconds']} s)"
         )
         print(f"{'':24s} recall by transform: {figures['recall_by_transform']}")

@@ -53,7 +53,9 @@ def compare(old_dir: Path, new_dir: Path) -> list[str]:
         old, new = (old_dir / name).read_bytes(), (new_dir / name).read_bytes()
         if old != new:
             old_lines, new_lines = old.splitlines(), new.splitlines()
-            changed = [n for n, (a, b) in enumerate(zip(old_lines, new_lines), 1) if a != b]
+            changed = [
+                n for n, (a, b) in enumerate(zip(old_lines, new_lines, strict=False), 1) if a != b
+            ]
             lines.append(
                 f"{name}: differs ({len(old_lines)} -> {len(new_lines)} lines; "
                 f"first changed lines {changed[:5]})"

@@ -65,7 +65,8 @@ def main() -> None:
     files = sum(1 for _ in root.rglob("*") if _.is_file() and not _.name.startswith("."))
     size_mb = sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) / 1e6
     print(
-        f"dataset: {root} ({files} files, {size_mb:.1f} MB), jobs={args.jobs}, cpus={os.cpu_count()}"
+        f"dataset: {root} ({files} files, {size_mb:.1f} MB), "
+        f"jobs={args.jobs}, cpus={os.cpu_count()}"
     )
     cli, in_process = [], []
     with tempfile.TemporaryDirectory() as out:

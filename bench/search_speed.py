@@ -7,7 +7,8 @@ Two kinds of input:
   scikit-learn's two bundled photos and its 1,797 digit scans. They are strongly
   clustered, the hard case for any bucketing scheme (cached under the temp folder).
 
-    python bench/search_speed.py [--sizes 10000 100000 1000000] [--real 100000] [--brute-up-to 100000]
+    python bench/search_speed.py [--sizes 10000 100000 1000000] [--real 100000]
+        [--brute-up-to 100000]
 
 Prints seconds per search for multi-index hashing (numba) and, up to --brute-up-to,
 for numpy brute force; asserts that both return the same pairs where both run.
@@ -38,7 +39,7 @@ def random_planted(count: int, seed: int = 1) -> np.ndarray:
     planted = count // 100
     sources, targets = rng.integers(0, count, planted), rng.integers(0, count, planted)
     flips = rng.integers(0, RADIUS + 3, planted)
-    for source, target, flip in zip(sources, targets, flips):
+    for source, target, flip in zip(sources, targets, flips, strict=True):
         value = hashes[source]
         for bit in rng.choice(64, flip, replace=False):
             value ^= np.uint64(1) << np.uint64(bit)
@@ -76,7 +77,7 @@ def real_photo_hashes(count: int) -> np.ndarray:
         if rng.random() < 0.5:
             picture = picture.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         side = int(rng.integers(32, 160))
-        hashes[index] = int(phash(picture.resize((side, side))), 16)
+        hashes[index] = phash(picture.resize((side, side)))
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.save(cache, hashes)
     return hashes
@@ -86,7 +87,7 @@ def timed(hashes: np.ndarray, method: str) -> tuple[float, set]:
     started = time.perf_counter()
     pairs = pairs_within(hashes, RADIUS, method=method)
     elapsed = time.perf_counter() - started
-    return elapsed, set(zip(pairs.first.tolist(), pairs.second.tolist()))
+    return elapsed, set(zip(pairs.first.tolist(), pairs.second.tolist(), strict=True))
 
 
 def main() -> None:

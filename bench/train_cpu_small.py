@@ -1,4 +1,5 @@
-"""The whole training recipe with --preset cpu-small on the demo dataset: wall time and ablation table.
+"""The whole training recipe with --preset cpu-small on the demo dataset: wall time and
+ablation table.
 
 Builds the demo dataset and its audit report (cached in the temp folder), then runs
 `python -m train run DEMO --preset cpu-small` as a user would, and prints the wall time
@@ -23,7 +24,7 @@ from audit.scan import scan  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     parser.add_argument(
         "--runs-dir", type=Path, default=Path(tempfile.gettempdir()) / "image-audit-bench" / "runs"
     )
@@ -55,7 +56,8 @@ def main() -> None:
     elapsed = time.perf_counter() - started
     print(done.stdout)
     print(
-        f"exit code {done.returncode}; wall time {elapsed / 60:.1f} min ({elapsed:.0f} s); run folder {args.runs_dir / run_id}"
+        f"exit code {done.returncode}; wall time {elapsed / 60:.1f} min ({elapsed:.0f} s); "
+        f"run folder {args.runs_dir / run_id}"
     )
 
 

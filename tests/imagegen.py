@@ -258,7 +258,7 @@ def colour_dataset(
                 jitter = rng.integers(-25, 26, 3)
                 fill = tuple(
                     int(np.clip(c + j, 0, 255))
-                    for c, j in zip(colours[kind % len(colours)], jitter)
+                    for c, j in zip(colours[kind % len(colours)], jitter, strict=True)
                 )
                 x, y = (int(v) for v in rng.integers(1, side // 2, 2))
                 box = (x, y, x + side // 2, y + side // 2)

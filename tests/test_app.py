@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from audit.outputs import dataset_key, default_report_dir
 from tests.imagegen import colour_dataset
 
 pytest.importorskip("streamlit")
@@ -62,14 +63,14 @@ def test_scan_shows_numbers_gallery_and_escapes_names(workspace):
         metrics["Files"] == "22" and metrics["Errors"] == "3"
     )  # the truncated file and the two conflicting copies
     assert int(metrics["Duplicate groups"]) >= 1
-    assert [s.value for s in test.subheader][:1] == ["Report: data"]
+    assert [s.value for s in test.subheader][:1] == [f"Report: {dataset_key(root)}"]
     markdown = " ".join(element.value for element in test.markdown)
     assert "label conflict" in markdown
     assert "<img src=x" not in markdown  # every file name shown through markdown is escaped
     assert any("Suggested output bias" in text.value for text in test.text)
     problems = test.dataframe[0].value
     assert f"red/{EVIL}" in set(problems["path"])
-    assert (tmp_path / "reports" / "data" / "summary.json").is_file()
+    assert (default_report_dir(root, base=tmp_path / "reports") / "summary.json").is_file()
 
 
 def test_open_a_recent_report(workspace):
@@ -89,7 +90,9 @@ def test_quarantine_needs_explicit_confirmation(workspace):
     test.checkbox(key="quarantine_confirm").check().run()
     test.button(key="quarantine_go").click().run()
     assert any("moved" in message.value for message in test.success)
-    manifest = tmp_path / "reports" / "data" / "quarantine-app" / "manifest.jsonl"
+    manifest = (
+        default_report_dir(root, base=tmp_path / "reports") / "quarantine-app" / "manifest.jsonl"
+    )
     lines = [json.loads(line) for line in manifest.read_text().splitlines()]
     assert {"original", "quarantined", "sha256", "bytes", "reason"} <= set(lines[0])
     assert not (root / "red" / "copy.png").exists()

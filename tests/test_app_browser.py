@@ -1,4 +1,7 @@
-"""The whole app in a real headless Chromium (Debian's), driven by Playwright: scan, see duplicates."""
+"""The whole app in a real headless Chromium (Debian's), driven by Playwright.
+
+Scan, see duplicates.
+"""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ def table_of(counts: dict[str, int], broken: dict[str, int] | None = None) -> Sc
                 (Finding("truncated", "cut"),) if index < (broken or {}).get(label, 0) else ()
             )
             table.append(
-                FileRecord(f"{label}/{index}", label, 1, "JPEG", "RGB", 8, 8, "", "", 0, findings)
+                FileRecord(f"{label}/{index}", label, 1, "JPEG", "RGB", 8, 8, "", None, 0, findings)
             )
     return table
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from audit import cli
+from audit.outputs import dataset_key
 from tests.conftest import jpeg, write_dataset
 
 
@@ -80,9 +83,15 @@ def test_fail_on_never_even_with_errors(small_dataset, tmp_path):
 @pytest.mark.parametrize(
     "argv_tail, message",
     [
-        (["--jobs", "0"], "--jobs must be at least 1"),
-        (["--min-side", "-3"], "min_side"),
-        (["--max-aspect-ratio", "0.5"], "max_aspect_ratio"),
+        (["--jobs", "0"], "argument --jobs: 0 must be at least 1"),
+        (["--min-side", "-3"], "argument --min-side: -3 must be at least 0"),
+        (["--max-aspect-ratio", "0.5"], "argument --max-aspect-ratio: 0.5 must be at least 1"),
+        # NaN would turn the check off and write NaN (not JSON) into summary.json.
+        (["--max-aspect-ratio", "nan"], "argument --max-aspect-ratio: nan must be a finite"),
+        (["--max-imbalance", "inf"], "argument --max-imbalance: inf must be a finite"),
+        (["--outlier-mad-k", "0"], "argument --outlier-mad-k: 0 must be above 0"),
+        (["--outlier-min-factor", "abc"], "argument --outlier-min-factor: 'abc' is not a number"),
+        (["--near-radius", "32"], "argument --near-radius: 32 must be at least 0 and at most 31"),
     ],
 )
 def test_bad_arguments_exit_2(small_dataset, tmp_path, capsys, argv_tail, message):
@@ -123,10 +132,19 @@ def test_ctrl_c_exits_130(small_dataset, tmp_path, monkeypatch):
     assert run("scan", small_dataset, "--out", tmp_path / "out") == 130
 
 
-def test_default_out_is_under_reports(small_dataset, tmp_path, monkeypatch):
+def test_default_out_is_under_reports_and_unique_per_dataset(small_dataset, tmp_path, monkeypatch):
+    """Two datasets whose folders share a name get two report folders."""
     monkeypatch.chdir(tmp_path)
+    twin = tmp_path / "elsewhere" / small_dataset.name
+    shutil.copytree(small_dataset, twin)
     assert run("scan", small_dataset, "--jobs", 1, "--quiet") == 0
-    assert (tmp_path / "reports" / small_dataset.name / "summary.json").is_file()
+    assert run("scan", twin, "--jobs", 1, "--quiet") == 0
+    folders = sorted((tmp_path / "reports").iterdir())
+    assert len(folders) == 2
+    for folder, root in zip(folders, sorted([small_dataset, twin], key=dataset_key), strict=True):
+        assert folder.name == dataset_key(root)
+        assert folder.name.startswith(f"{small_dataset.name}-")
+        assert json.loads((folder / "summary.json").read_text())["root"] == str(root)
 
 
 def test_module_entry_point_and_help(small_dataset, tmp_path):

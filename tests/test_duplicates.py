@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 
 import numpy as np
 import pytest
 
-from audit.checks.duplicates import measured_radius
+from audit.checks import Thresholds
+from audit.checks.duplicates import check_dataset, measured_radius
+from audit.hashing import hamming
+from audit.records import FileRecord
+from audit.reportio import DUPLICATES
 from audit.scan import scan
+from audit.table import ScanTable
 from tests.conftest import write_dataset
 from tests.imagegen import TRANSFORMS, encode, photo_like
 
@@ -25,7 +31,7 @@ def issues_by_path(out) -> dict[str, set[str]]:
 
 @pytest.fixture(scope="module")
 def transformed(tmp_path_factory):
-    """Four originals (PNG, the least compressed) with every transform, plus 30 distinct pictures."""
+    """Four originals (PNG, the least compressed) with every transform, and 30 distinct ones."""
     files = {}
     for number in range(4):
         original = photo_like(240, 180, seed=500 + number)
@@ -45,7 +51,7 @@ def transformed(tmp_path_factory):
 @pytest.mark.parametrize("transform", sorted(TRANSFORMS))
 def test_each_transform_lands_with_its_original(transformed, transform):
     out, _ = transformed
-    groups = {}
+    groups: dict[str, set[str]] = {}
     for row in duplicate_rows(out):
         groups.setdefault(row["group"], set()).add(row["path"])
     for number in range(4):
@@ -83,7 +89,7 @@ def test_exact_bytes_and_exact_pixels(tmp_path):
     out = tmp_path / "out"
     scan(write_dataset(tmp_path / "d", files), out, jobs=1)
     rows = duplicate_rows(out)
-    by_group = {}
+    by_group: dict[str, list[dict]] = {}
     for row in rows:
         by_group.setdefault(row["group"], []).append(row)
     kinds = sorted(
@@ -191,3 +197,52 @@ def test_measured_radius_tightens_only_when_hashes_collide():
     radius, report = measured_radius(crowded, 10)
     assert radius < 10 and "tightened" in report["how"]
     json.dumps(report)  # it goes into summary.json
+
+
+def flip(value: int, bits: range) -> int:
+    """value with the given bit positions flipped."""
+    for bit in bits:
+        value ^= 1 << bit
+    return value
+
+
+def hashed_record(path: str, label: str, phash: int, side: int) -> FileRecord:
+    # Crop hashes 32 bits from the full one: far from every hash here, so only the
+    # full-frame distances below decide. Distinct sha256 digests: no byte-exact copies.
+    crops = (phash ^ 0xFFFFFFFF00000000, phash ^ 0x00000000FFFFFFFF)
+    digest = hashlib.sha256(path.encode()).hexdigest()
+    return FileRecord(path, label, 1000, "PNG", "RGB", side, side, digest, phash, 0, (), "", crops)
+
+
+def test_keeper_linkage_keeps_two_originals_chained_through_their_copies_apart():
+    """A ~ A' (3 bits), B ~ B' (3 bits) and A' ~ B' (8 bits): all within radius 10, but
+    A and B are 14 bits apart. Connected components would make one group (and, the two
+    sides being under two labels, a false label_conflict); keeper linkage makes two."""
+    original_a = 0x0123456789ABCDEF
+    copy_a = flip(original_a, range(0, 3))
+    copy_b = flip(copy_a, range(3, 11))
+    original_b = flip(copy_b, range(11, 14))
+    assert [hamming(x, y) for x, y in ((original_a, copy_a), (copy_a, copy_b))] == [3, 8]
+    assert hamming(copy_b, original_b) == 3 and hamming(original_a, original_b) == 14
+    assert min(hamming(original_a, copy_b), hamming(copy_a, original_b)) > 10
+    table = ScanTable(None, ("cat", "dog"))
+    for record in (
+        hashed_record("cat/a.png", "cat", original_a, 200),  # originals: most pixels, keepers
+        hashed_record("cat/a_copy.png", "cat", copy_a, 100),
+        hashed_record("dog/b_copy.png", "dog", copy_b, 100),
+        hashed_record("dog/b.png", "dog", original_b, 200),
+    ):
+        table.append(record)
+
+    result = check_dataset(table, Thresholds(near_radius=10))
+
+    groups: dict[int, set[str]] = {}
+    for row in result.report_rows[DUPLICATES.name]:
+        groups.setdefault(row["group"], set()).add(row["path"])
+    assert sorted(map(sorted, groups.values())) == [
+        ["cat/a.png", "cat/a_copy.png"],
+        ["dog/b.png", "dog/b_copy.png"],
+    ]
+    keepers = {row["path"] for row in result.report_rows[DUPLICATES.name] if row["keeper"]}
+    assert keepers == {"cat/a.png", "dog/b.png"}
+    assert result.summary["label_conflict_groups"] == 0

@@ -33,7 +33,8 @@ def test_tf_decodable_set_is_current():
     }
     for container, kind in samples.items():
         data = FIXTURES[kind][1]
-        assert formats.sniff(data[:64]).name == container
+        sniffed = formats.sniff(data[:64])
+        assert sniffed is not None and sniffed.name == container
         try:
             tf.io.decode_image(data, channels=3, expand_animations=False)
             decodes = True
@@ -60,7 +61,8 @@ def test_tf_decodable_set_is_current():
     ],
 )
 def test_sniff(head, name):
-    assert formats.sniff(head).name == name
+    sniffed = formats.sniff(head)
+    assert sniffed is not None and sniffed.name == name
 
 
 def test_sniff_empty_is_none():

@@ -26,7 +26,9 @@ def planted(count: int, seed: int, radius: int = 10) -> np.ndarray:
 
 
 def as_set(pairs) -> set:
-    return set(zip(pairs.first.tolist(), pairs.second.tolist(), pairs.distance.tolist()))
+    return set(
+        zip(pairs.first.tolist(), pairs.second.tolist(), pairs.distance.tolist(), strict=True)
+    )
 
 
 @pytest.mark.parametrize("radius", [0, 3, 7, 10, 13])

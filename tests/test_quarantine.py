@@ -61,7 +61,7 @@ def test_quarantine_errors_then_restore(flagged, tmp_path, capsys):
 
 def test_select_by_codes_and_dry_run(flagged, tmp_path):
     root, report = flagged
-    assert [row["path"] for row in select(report, codes=["empty_file"])] == ["dog/empty.jpg"]
+    assert [row.path for row in select(report, codes=["empty_file"])] == ["dog/empty.jpg"]
     with pytest.raises(ValueError, match="unknown issue code"):
         select(report, codes=["broken"])
     before = tree_fingerprint(root, directory_times=False)

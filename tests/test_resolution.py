@@ -10,7 +10,9 @@ from audit.table import ScanTable
 def table_of(sizes: list[tuple[int, int]]) -> ScanTable:
     table = ScanTable(None, ("a",))
     for index, (width, height) in enumerate(sizes):
-        table.append(FileRecord(f"a/{index}.jpg", "a", 1, "JPEG", "RGB", width, height, "", "", 0))
+        table.append(
+            FileRecord(f"a/{index}.jpg", "a", 1, "JPEG", "RGB", width, height, "", None, 0)
+        )
     return table
 
 

@@ -10,8 +10,9 @@ import pytest
 
 from audit.checks import Thresholds
 from audit.dataset import discover
-from audit.engines import PoolEngine
-from audit.scan import OutputInsideDataset, inspect_all, scan
+from audit.engines import FileWork, PoolEngine
+from audit.outputs import OutputInsideDataset
+from audit.scan import inspect_all, scan
 from tests.conftest import jpeg, tree_fingerprint, write_dataset
 from tests.crashing_worker import crash_on_marked_files
 from tests.imagegen import encode, photo_like
@@ -177,7 +178,7 @@ def inspect_with_a_crash(tmp_path, crash_name: str):
     files = {f"cat/{i:02d}.jpg": jpeg(i) for i in range(40)}
     files[f"cat/{crash_name}"] = jpeg(99)
     layout = discover(write_dataset(tmp_path / "d", files))
-    engine = PoolEngine(2, Thresholds(), worker=crash_on_marked_files)
+    engine = PoolEngine(2, FileWork(Thresholds()), worker=crash_on_marked_files)
     try:
         return list(inspect_all(layout, engine)), layout
     finally:

@@ -33,7 +33,7 @@ def test_only_usable_files_labels_in_folder_order(audited):
 
 def test_missing_and_foreign_reports(audited, tmp_path):
     root, report = audited
-    with pytest.raises(ReportError, match="run `python -m audit scan"):
+    with pytest.raises(ReportError, match=r"re-scan the dataset \(python -m audit scan"):
         load_examples(tmp_path / "nowhere")
     with pytest.raises(ReportError, match="is for"):
         load_examples(report, root=tmp_path)
@@ -64,7 +64,9 @@ def test_split_keeps_duplicate_groups_on_one_side(tmp_path):
     root = write_dataset(tmp_path / "d", files)
     scan(root, tmp_path / "r", jobs=1)
     examples = load_examples(tmp_path / "r")
-    grouped = [path for path, group in zip(examples.relpaths, examples.groups) if group >= 0]
+    grouped = [
+        path for path, group in zip(examples.relpaths, examples.groups, strict=True) if group >= 0
+    ]
     assert len(grouped) == 5
     for seed in range(8):
         split = split_examples(examples, 0.3, seed)

@@ -13,7 +13,7 @@ from PIL import Image
 from audit.scan import scan
 from tests.imagegen import colour_dataset
 from train import cli
-from train.ablation import Ablation
+from train.ablation import Ablation, ablation_chain
 from train.config import ABLATION, EXTRAS, PRESETS, TrainConfig
 from train.data import load_examples, split_examples
 from train.recipe import run_recipe
@@ -139,15 +139,23 @@ def test_shared_architectures_start_from_the_same_weights(split):
         # Dropout owns a seed-generator state variable: not a weight of the network.
         built[stage] = [
             value
-            for variable, value in zip(model.weights, model.get_weights())
+            for variable, value in zip(model.weights, model.get_weights(), strict=True)
             if "seed_generator" not in variable.path
         ]
-    for other in (
-        "augment",
-        "dropout",
-    ):  # augmentation and dropout add no weights: identical starts
+    # Augmentation and dropout add no weights: identical starts.
+    for other in ("augment", "dropout"):
         assert len(built[other]) == len(built["xception"])
-        assert all(np.array_equal(a, b) for a, b in zip(built["xception"], built[other]))
+        assert all(
+            np.array_equal(a, b) for a, b in zip(built["xception"], built[other], strict=True)
+        )
+
+
+def test_the_chain_is_data_in_the_configured_order():
+    chain = ablation_chain(TINY)
+    assert tuple(chain) == ABLATION
+    order = ["baseline", *ABLATION]
+    for name, step in chain.items():
+        assert step.name == name and order.index(step.builds_on) < order.index(name)
 
 
 def test_pretrained_is_skipped_with_a_reason(split, tmp_path):
@@ -155,7 +163,8 @@ def test_pretrained_is_skipped_with_a_reason(split, tmp_path):
     outcome = run_recipe(
         examples, TINY, ["pretrained"], runs_dir=tmp_path / "a", log=lambda line: None
     )
-    assert "no local MobileNetV2 weights" in outcome.results[0].skipped
+    skipped = outcome.results[0].skipped
+    assert skipped is not None and "no local MobileNetV2 weights" in skipped
     outcome = run_recipe(
         examples,
         replace(TINY, weights=str(tmp_path / "nope.h5")),
@@ -163,7 +172,8 @@ def test_pretrained_is_skipped_with_a_reason(split, tmp_path):
         runs_dir=tmp_path / "b",
         log=lambda line: None,
     )
-    assert "does not exist" in outcome.results[0].skipped
+    skipped = outcome.results[0].skipped
+    assert skipped is not None and "does not exist" in skipped
     assert "SKIPPED" in outcome.table()
 
 

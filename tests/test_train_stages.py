@@ -103,9 +103,8 @@ def test_overfit_fails_without_enough_steps(separable, tmp_path):
 
 
 def test_input_independence_fails_when_inputs_carry_nothing(tmp_path_factory, tmp_path):
-    _, _, split = audited_split(
-        tmp_path_factory, "noise"
-    )  # noise only: nothing tells the classes apart
+    # Noise only: nothing tells the classes apart.
+    _, _, split = audited_split(tmp_path_factory, "noise")
     outcome = run_one(split, "input_independence", FAST, tmp_path)
     assert not verdicts(outcome, "input_independence")["real_inputs_beat_zeroed_inputs"].passed
 
@@ -118,13 +117,12 @@ def test_baseline_fails_with_shuffled_labels(tmp_path_factory, tmp_path):
 
 def test_capacity_fails_when_the_wider_model_is_narrower(separable, tmp_path):
     _, _, split = separable
-    outcome = run_one(
-        split, "capacity", replace(FAST, capacity_multiplier=1 / 32), tmp_path
-    )  # one filter
+    # 32 x 1/32: one filter.
+    outcome = run_one(split, "capacity", replace(FAST, capacity_multiplier=1 / 32), tmp_path)
     assert not verdicts(outcome, "capacity")["wider_model_lower_training_loss"].passed
 
 
-def test_determinism_fails_without_a_seed(separable, tmp_path):
+def test_determinism_fails_without_a_random_seed(separable, tmp_path):
     _, _, split = separable
     outcome = run_one(split, "determinism", replace(FAST, seed=None), tmp_path)
     verdict = verdicts(outcome, "determinism")["same_seed_same_weights"]
@@ -166,6 +164,5 @@ def test_cli_verdict_table_and_exit_codes(separable, tmp_path, capsys):
 def test_stage_registry_matches_the_light_config():
     from train.stages import STAGES
 
-    assert (
-        tuple(STAGES) == SANITY
-    )  # train.config names them for --help without importing TensorFlow
+    # train.config names them for --help without importing TensorFlow.
+    assert tuple(STAGES) == SANITY

@@ -12,7 +12,8 @@ import warnings
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 if "tensorflow" in sys.modules and os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0":
     warnings.warn(
-        "tensorflow was imported before train: its oneDNN kernels may be on (see train/__init__.py); "
+        "tensorflow was imported before train: its oneDNN kernels may be on "
+        "(see train/__init__.py); "
         "set TF_ENABLE_ONEDNN_OPTS=0 before importing tensorflow",
         RuntimeWarning,
         stacklevel=2,

@@ -5,15 +5,19 @@ should do; its verdict compares the two runs' best validation loss (or, for the 
 variants, allows a small loss for the saving):
 
     baseline -> xception -> augment -> dropout -> pretrained
-                                    dropout -> smaller_input -> smaller_batch -> early_stopping -> bigger_model
+                                       dropout -> smaller_input -> smaller_batch
+                                                -> early_stopping -> bigger_model
 
-Every run reseeds before building and training, so runs that share an architecture start
-from the same weights and see the same batches. A run the chain needs for a comparison but
-that was not asked for is trained on demand (and logged), never silently skipped.
+With a random seed set, every run reseeds before building and training, so runs that share an
+architecture start from the same weights and see the same batches. A run the chain needs for a
+comparison but that was not asked for is trained on demand (its epochs show in the log under
+its own name), never silently skipped.
 
-Each stage folder also gets predictions.npz and prediction_dynamics.png (one fixed
+Each training stage's folder also gets predictions.npz and prediction_dynamics.png (one fixed
 validation batch after every epoch) and first_layer_filters.png. write_report() builds
-ablation.csv, ablation.md and ablation.png (the seed's four panels) from the run folders.
+ablation.csv, ablation.md and ablation.png (the source article's four panels) from the run
+folders. The source article: Karpathy's "A Recipe for Training Neural Networks", as a Spanish
+article applied it to cats vs dogs.
 """
 
 from __future__ import annotations
@@ -21,31 +25,18 @@ from __future__ import annotations
 import csv
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import keras
 import numpy as np
 
 from train import figures, models
-from train.runs import StageResult, Verdict, read_history, run_summary
+from train.config import TrainConfig
+from train.runs import RunSpec, StageResult, Verdict, read_history, run_summary
 from train.stages import Context
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """What one training run is: the model and everything around it."""
-
-    model: str
-    options: dict = field(default_factory=dict)
-    learning_rate: float = 1e-3
-    image_size: int = 32
-    batch_size: int = 32
-    augment: bool = False
-    early_stopping: bool = False
-
-    def describe(self) -> dict:
-        return asdict(self)
 
 
 @dataclass
@@ -54,7 +45,7 @@ class Trained:
 
     spec: RunSpec
     history: dict[str, list[float]]
-    model: object
+    model: keras.Model
     predictions: dict | None  # {"probabilities": (epochs, n, classes), "labels": (n,)}
     seconds: float
 
@@ -63,15 +54,64 @@ class Trained:
         return min(self.history["val_loss"])
 
 
-# stage -> (builds on, what changes, hypothesis, how the spec changes)
-def _chain(config) -> dict:
-    return {
-        "xception": (
-            "baseline",
-            f"small Xception, Adam {config.xception_learning_rate:g} constant",
-            "A small Xception (residual separable convolutions) reaches a lower best validation loss than the simple CNN.",
-            lambda spec: replace(
-                spec,
+@dataclass(frozen=True)
+class SpecChange:
+    """How a stage's run differs from the run it builds on (None: unchanged)."""
+
+    model: str | None = None
+    learning_rate: float | None = None
+    options: dict | None = None  # replaces the model options of the run built on
+    extra_options: dict = field(default_factory=dict)  # set over the (kept or replaced) options
+    image_size_factor: float | None = None  # input side times this, rounded, at least 8
+    batch_size_factor: float | None = None  # batch size times this, rounded, at least 1
+    augment: bool | None = None
+    early_stopping: bool | None = None
+
+    def apply(self, spec: RunSpec) -> RunSpec:
+        """The spec of the run built on, with this change made."""
+        image_size, batch_size = spec.image_size, spec.batch_size
+        if self.image_size_factor is not None:
+            image_size = max(8, round(image_size * self.image_size_factor))
+        if self.batch_size_factor is not None:
+            batch_size = max(1, round(batch_size * self.batch_size_factor))
+        options = spec.options if self.options is None else self.options
+        return RunSpec(
+            model=spec.model if self.model is None else self.model,
+            options={**options, **self.extra_options},
+            learning_rate=spec.learning_rate if self.learning_rate is None else self.learning_rate,
+            image_size=image_size,
+            batch_size=batch_size,
+            augment=spec.augment if self.augment is None else self.augment,
+            early_stopping=(
+                spec.early_stopping if self.early_stopping is None else self.early_stopping
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class AblationStep:
+    """One stage of the ablation chain: the run it builds on, what changes, what should follow."""
+
+    name: str
+    builds_on: str  # the stage whose run this one changes and is compared with
+    change: str  # the change in words (config.json "change")
+    hypothesis: str
+    spec_change: SpecChange
+    # 1.0: the best validation loss must drop below the builds-on run's. Above 1.0: it may be
+    # up to this many times the builds-on run's (a cheaper variant may lose a little).
+    tolerance: float = 1.0
+
+
+def ablation_chain(config: TrainConfig) -> dict[str, AblationStep]:
+    """The chain's stages by name, in train.config.ABLATION order, for this configuration."""
+    steps = (
+        AblationStep(
+            name="xception",
+            builds_on="baseline",
+            change=f"small Xception, Adam {config.xception_learning_rate:g} constant",
+            hypothesis="A small Xception (residual separable convolutions) reaches a lower best "
+            "validation loss than the simple CNN.",
+            spec_change=SpecChange(
                 model="small_xception",
                 learning_rate=config.xception_learning_rate,
                 options={
@@ -81,69 +121,73 @@ def _chain(config) -> dict:
                 },
             ),
         ),
-        "augment": (
-            "xception",
-            "random flip, rotation, zoom and crop (tf.data, CPU)",
-            "Augmentation regularises: the best validation loss drops below the unaugmented Xception's.",
-            lambda spec: replace(spec, augment=True),
+        AblationStep(
+            name="augment",
+            builds_on="xception",
+            change="random flip, rotation, zoom and crop (tf.data, CPU)",
+            hypothesis="Augmentation regularises: the best validation loss drops below the "
+            "unaugmented Xception's.",
+            spec_change=SpecChange(augment=True),
         ),
-        "dropout": (
-            "augment",
-            f"dropout {config.dropout} before the head",
-            "Dropout regularises further: the best validation loss drops below the augmented run's.",
-            lambda spec: replace(spec, options={**spec.options, "dropout": config.dropout}),
+        AblationStep(
+            name="dropout",
+            builds_on="augment",
+            change=f"dropout {config.dropout} before the head",
+            hypothesis="Dropout regularises further: the best validation loss drops below the "
+            "augmented run's.",
+            spec_change=SpecChange(extra_options={"dropout": config.dropout}),
         ),
-        "pretrained": (
-            "dropout",
-            "frozen MobileNetV2 backbone from local weights, new head",
-            "Features pretrained on ImageNet beat training from scratch: a lower best validation loss.",
-            lambda spec: replace(
-                spec,
+        AblationStep(
+            name="pretrained",
+            builds_on="dropout",
+            change="frozen MobileNetV2 backbone from local weights, new head",
+            hypothesis="Features pretrained on ImageNet beat training from scratch: a lower best "
+            "validation loss.",
+            spec_change=SpecChange(
                 model="pretrained",
-                options={"weights_path": config.weights, "dropout": config.dropout},
                 learning_rate=config.xception_learning_rate,
+                options={"weights_path": config.weights, "dropout": config.dropout},
             ),
         ),
-        "smaller_input": (
-            "dropout",
-            f"input side x{config.smaller_input_factor:g}",
-            "A smaller input costs little: the best validation loss stays within 10% of the full-size run's.",
-            lambda spec: replace(
-                spec, image_size=max(8, round(spec.image_size * config.smaller_input_factor))
-            ),
+        AblationStep(
+            name="smaller_input",
+            builds_on="dropout",
+            change=f"input side x{config.smaller_input_factor:g}",
+            hypothesis="A smaller input costs little: the best validation loss stays within 10% "
+            "of the full-size run's.",
+            spec_change=SpecChange(image_size_factor=config.smaller_input_factor),
+            tolerance=1.10,
         ),
-        "smaller_batch": (
-            "smaller_input",
-            f"batch size x{config.smaller_batch_factor:g}",
-            "Smaller batches (more, noisier steps) generalise at least as well: within 5% of the larger batch.",
-            lambda spec: replace(
-                spec, batch_size=max(1, round(spec.batch_size * config.smaller_batch_factor))
-            ),
+        AblationStep(
+            name="smaller_batch",
+            builds_on="smaller_input",
+            change=f"batch size x{config.smaller_batch_factor:g}",
+            hypothesis="Smaller batches (more, noisier steps) generalise at least as well: "
+            "within 5% of the larger batch.",
+            spec_change=SpecChange(batch_size_factor=config.smaller_batch_factor),
+            tolerance=1.05,
         ),
-        "early_stopping": (
-            "smaller_batch",
-            "EarlyStopping(restore_best_weights) and ReduceLROnPlateau",
-            "Early stopping keeps the best epoch's weights, and the run is no worse than without it (within 5%).",
-            lambda spec: replace(spec, early_stopping=True),
+        AblationStep(
+            name="early_stopping",
+            builds_on="smaller_batch",
+            change="EarlyStopping(restore_best_weights) and ReduceLROnPlateau",
+            hypothesis="Early stopping keeps the best epoch's weights, and the run is no worse "
+            "than without it (within 5%).",
+            spec_change=SpecChange(early_stopping=True),
+            tolerance=1.05,
         ),
-        "bigger_model": (
-            "early_stopping",
-            "bigger Xception",
-            "A bigger model reaches a lower best validation loss than the smaller one.",
-            lambda spec: replace(
-                spec,
+        AblationStep(
+            name="bigger_model",
+            builds_on="early_stopping",
+            change="bigger Xception",
+            hypothesis="A bigger model reaches a lower best validation loss than the smaller one.",
+            spec_change=SpecChange(
                 model="small_xception",
-                options={
-                    **spec.options,
-                    "sizes": config.bigger_sizes,
-                    "final": config.bigger_final,
-                },
+                extra_options={"sizes": config.bigger_sizes, "final": config.bigger_final},
             ),
         ),
-    }
-
-
-TOLERANCE = {"smaller_input": 1.10, "smaller_batch": 1.05, "early_stopping": 1.05}
+    )
+    return {step.name: step for step in steps}
 
 
 class Ablation:
@@ -152,23 +196,18 @@ class Ablation:
     def __init__(self, context: Context):
         self.context = context
         self.config = context.config
-        self.chain = _chain(context.config)
+        self.chain = ablation_chain(context.config)
         self.trained: dict[str, Trained] = {}
 
     def spec(self, stage: str) -> RunSpec:
+        """The stage's run spec: the baseline's, changed by each step on the way to the stage."""
         if stage == "baseline":
-            return RunSpec(
-                "simple_cnn",
-                {"width": self.config.width},
-                self.config.learning_rate,
-                self.config.image_size,
-                self.config.batch_size,
-            )
-        builds_on, _, _, change = self.chain[stage]
-        return change(self.spec(builds_on))
+            return self.context.baseline_spec
+        step = self.chain[stage]
+        return step.spec_change.apply(self.spec(step.builds_on))
 
     def run(self, stage: str) -> Trained:
-        """Train the stage's run (once), including any run it is compared with."""
+        """The stage's run, trained on the first call only (the baseline is Context's)."""
         if stage not in self.trained:
             spec = self.spec(stage)
             if stage == "baseline":
@@ -179,12 +218,13 @@ class Ablation:
         return self.trained[stage]
 
     def train(self, label: str, spec: RunSpec, epochs: int | None = None) -> Trained:
+        """Build and train one run (not memoised); label names it in the log."""
         started = time.monotonic()
         model = self.context.build(
             spec.model, learning_rate=spec.learning_rate, image_size=spec.image_size, **spec.options
         )
         watch = FixedBatch(self.context, spec.image_size)
-        callbacks = [watch]
+        callbacks: list[keras.callbacks.Callback] = [watch]
         if spec.early_stopping:
             callbacks += [
                 keras.callbacks.EarlyStopping(
@@ -223,7 +263,8 @@ class FixedBatch(keras.callbacks.Callback):
         images, labels = next(
             iter(context.dataset("val", shuffle=False, image_size=image_size, cache=False))
         )
-        self.images, self.labels, self.probabilities = images, labels.numpy(), []
+        self.images, self.labels = images, labels.numpy()
+        self.probabilities: list[np.ndarray] = []
 
     def on_epoch_end(self, epoch, logs=None):
         # A direct call, not predict_on_batch: no tf.function is traced again every epoch.
@@ -246,94 +287,96 @@ def _summary(trained: Trained) -> dict:
     return run_summary(trained.spec.describe(), trained.history, trained.seconds)
 
 
-def chain_stage(name: str):
-    """The stage function for one ablation stage."""
+def chain_stage(name: str) -> Callable[[Context], StageResult]:
+    """The stage function for one ablation stage (run_chain_stage with the name filled in)."""
+    return partial(run_chain_stage, name)
 
-    def stage(context: Context) -> StageResult:
-        ablation = _ablation(context)
-        builds_on, change, hypothesis, _ = ablation.chain[name]
-        result = StageResult(
-            name=name,
-            hypothesis=hypothesis,
-            config={**asdict(context.config), "change": change, "builds_on": builds_on},
+
+def run_chain_stage(name: str, context: Context) -> StageResult:
+    """Train the stage's run and the one it builds on; compare their best validation loss."""
+    ablation = _ablation(context)
+    step = ablation.chain[name]
+    builds_on = step.builds_on
+    result = StageResult(
+        name=name,
+        hypothesis=step.hypothesis,
+        config={**asdict(context.config), "change": step.change, "builds_on": builds_on},
+    )
+    spec = ablation.spec(name)
+    if spec.model == "pretrained" and not (
+        context.config.weights and Path(context.config.weights).is_file()
+    ):
+        result.skipped = (
+            "no local MobileNetV2 weights file (--weights PATH); nothing is downloaded"
+            if not context.config.weights
+            else f"weights file {context.config.weights} does not exist"
         )
-        spec = ablation.spec(name)
-        if spec.model == "pretrained" and not (
-            context.config.weights and Path(context.config.weights).is_file()
-        ):
-            result.skipped = (
-                "no local MobileNetV2 weights file (--weights PATH); nothing is downloaded"
-                if not context.config.weights
-                else f"weights file {context.config.weights} does not exist"
-            )
-            return result
-        reference = ablation.run(builds_on)
-        trained = ablation.run(name)
-        ours, theirs = trained.best_val_loss, reference.best_val_loss
-        tolerance = TOLERANCE.get(name, 1.0)
-        verdicts = []
-        if name == "early_stopping":
-            final = float(
-                trained.model.evaluate(
-                    context.dataset(
-                        "val", shuffle=False, image_size=spec.image_size, batch_size=spec.batch_size
-                    ),
-                    verbose=0,
-                )[0]
-            )
-            verdicts.append(
-                Verdict(
-                    "final_weights_are_the_best_epoch",
-                    final - ours,
-                    1e-4,
-                    final - ours <= 1e-4,
-                    "value <= threshold",
-                    f"validation loss of the final weights {final:.4f} vs the best epoch's {ours:.4f}",
-                )
-            )
-        if tolerance == 1.0:
-            verdicts.append(
-                Verdict(
-                    f"best_val_loss_below_{builds_on}",
-                    ours,
-                    theirs,
-                    ours < theirs,
-                    "value < threshold",
-                    f"best validation loss {ours:.4f} vs {theirs:.4f} for {builds_on}",
-                )
-            )
-        else:
-            ratio = ours / theirs if theirs > 0 else float("inf")
-            verdicts.append(
-                Verdict(
-                    f"best_val_loss_within_{tolerance:g}x_of_{builds_on}",
-                    ratio,
-                    tolerance,
-                    ratio <= tolerance,
-                    "value <= threshold",
-                    f"best validation loss {ours:.4f} vs {theirs:.4f} for {builds_on}",
-                )
-            )
-        result.verdicts = verdicts
-        result.history, result.model, result.seconds = (
-            trained.history,
-            trained.model,
-            trained.seconds,
-        )
-        result.summary = {
-            **_summary(trained),
-            "builds_on": builds_on,
-            "delta_best_val_loss": ours - theirs,
-        }
-        result.extras = {"predictions": trained.predictions}
         return result
-
-    stage.__name__ = name
-    return stage
+    reference = ablation.run(builds_on)
+    trained = ablation.run(name)
+    ours, theirs = trained.best_val_loss, reference.best_val_loss
+    tolerance = step.tolerance
+    verdicts = []
+    if name == "early_stopping":
+        final = float(
+            trained.model.evaluate(
+                context.dataset(
+                    "val", shuffle=False, image_size=spec.image_size, batch_size=spec.batch_size
+                ),
+                verbose=0,
+            )[0]
+        )
+        verdicts.append(
+            Verdict(
+                "final_weights_are_the_best_epoch",
+                final - ours,
+                1e-4,
+                final - ours <= 1e-4,
+                "value <= threshold",
+                f"validation loss of the final weights {final:.4f} vs the best epoch's {ours:.4f}",
+            )
+        )
+    if tolerance == 1.0:
+        verdicts.append(
+            Verdict(
+                f"best_val_loss_below_{builds_on}",
+                ours,
+                theirs,
+                ours < theirs,
+                "value < threshold",
+                f"best validation loss {ours:.4f} vs {theirs:.4f} for {builds_on}",
+            )
+        )
+    else:
+        ratio = ours / theirs if theirs > 0 else float("inf")
+        verdicts.append(
+            Verdict(
+                f"best_val_loss_within_{tolerance:g}x_of_{builds_on}",
+                ratio,
+                tolerance,
+                ratio <= tolerance,
+                "value <= threshold",
+                f"best validation loss {ours:.4f} vs {theirs:.4f} for {builds_on}",
+            )
+        )
+    result.verdicts = verdicts
+    result.history, result.model, result.seconds = (
+        trained.history,
+        trained.model,
+        trained.seconds,
+    )
+    result.summary = {
+        **_summary(trained),
+        "builds_on": builds_on,
+        "delta_best_val_loss": ours - theirs,
+    }
+    result.extras = {"predictions": trained.predictions}
+    return result
 
 
 def _ablation(context: Context) -> Ablation:
-    if not hasattr(context, "ablation"):
+    """The context's Ablation, created by the first stage that needs it."""
+    if context.ablation is None:
         context.ablation = Ablation(context)
     return context.ablation
 
@@ -385,8 +428,9 @@ def tuning(context: Context) -> StageResult:
     ablation.trained["tuning"] = best
     result = StageResult(
         name="tuning",
-        hypothesis=f"The best of {len(trials)} random configurations (learning rate, width, dropout, batch size; "
-        f"{config.tuning_epochs} epochs each) beats the default Xception configuration.",
+        hypothesis=f"The best of {len(trials)} random configurations "
+        f"(learning rate, width, dropout, batch size; {config.tuning_epochs} epochs each) "
+        "beats the default Xception configuration.",
         config={**asdict(config), "trials": rows, "best_trial": best_label},
     )
     result.verdicts = [
@@ -396,7 +440,8 @@ def tuning(context: Context) -> StageResult:
             default.best_val_loss,
             best.best_val_loss < default.best_val_loss,
             "value < threshold",
-            f"best trial {best_label}: {best.best_val_loss:.4f} vs default {default.best_val_loss:.4f}",
+            f"best trial {best_label}: {best.best_val_loss:.4f} "
+            f"vs default {default.best_val_loss:.4f}",
         )
     ]
     result.history, result.model, result.seconds = (
@@ -444,7 +489,8 @@ def ensemble(context: Context) -> StageResult:
     ensemble_loss, ensemble_accuracy = loss_and_accuracy(mean)
     result = StageResult(
         name="ensemble",
-        hypothesis=f"Averaging the probabilities of the best {len(ranked)} runs ({', '.join(ranked)}) beats the best single run on validation loss.",
+        hypothesis=f"Averaging the probabilities of the best {len(ranked)} runs "
+        f"({', '.join(ranked)}) beats the best single run on validation loss.",
         config={**asdict(config), "members": ranked},
     )
     result.verdicts = [
@@ -481,22 +527,21 @@ def ensemble(context: Context) -> StageResult:
 # ---------------------------------------------------------------- artefacts and the report
 
 
-def write_extras(folder: Path, result: StageResult, context: Context) -> None:
-    """Per-stage extras: prediction dynamics, first-layer filters, extra tables."""
-    predictions = (result.extras or {}).get("predictions")
+def write_extras(folder: Path, result: StageResult) -> None:
+    """Per-stage extras: predictions, prediction dynamics, first-layer filters, extra tables."""
+    predictions = result.extras.get("predictions")
     if predictions is not None:
         np.savez_compressed(folder / "predictions.npz", **predictions)
         figures.prediction_dynamics(
             predictions["probabilities"],
             predictions["labels"],
-            context.split.class_names,
             folder / "prediction_dynamics.png",
         )
     if result.model is not None:
         kernel = models.first_conv_kernel(result.model)
         if kernel is not None:
             figures.first_layer_filters(kernel, folder / "first_layer_filters.png")
-    for name, rows in (result.extras or {}).get("tables", {}).items():
+    for name, rows in result.extras.get("tables", {}).items():
         with open(folder / name, "w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, list(rows[0]))
             writer.writeheader()
@@ -560,16 +605,18 @@ def write_report(run_path: Path) -> dict[str, Path]:
         writer.writeheader()
         writer.writerows(rows)
     lines = [
-        "| stage | model | size | batch | lr | aug | drop | best val loss | best val acc | final loss | epochs | s | verdict | vs | delta |",
+        "| stage | model | size | batch | lr | aug | drop | best val loss | best val acc "
+        "| final loss | epochs | s | verdict | vs | delta |",
         "|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---|---:|",
     ]
     for row in rows:
         delta = row["delta_best_val_loss"]
         lines.append(
-            f"| {row['stage']} | {row['model']} | {row['image_size']} | {row['batch_size']} | {row['learning_rate']:g} | "
-            f"{'yes' if row['augment'] else 'no'} | {row['dropout']:g} | {row['best_val_loss']:.4f} | {row['best_val_accuracy']:.3f} | "
-            f"{row['final_loss']:.4f} | {row['epochs_run']} | {row['seconds']:.1f} | {row['verdict']} | {row['builds_on']} | "
-            f"{'' if delta == '' else f'{delta:+.4f}'} |"
+            f"| {row['stage']} | {row['model']} | {row['image_size']} | {row['batch_size']} "
+            f"| {row['learning_rate']:g} | {'yes' if row['augment'] else 'no'} "
+            f"| {row['dropout']:g} | {row['best_val_loss']:.4f} | {row['best_val_accuracy']:.3f} "
+            f"| {row['final_loss']:.4f} | {row['epochs_run']} | {row['seconds']:.1f} "
+            f"| {row['verdict']} | {row['builds_on']} | {'' if delta == '' else f'{delta:+.4f}'} |"
         )
     paths["ablation.md"].write_text("\n".join(lines) + "\n")
     figures.four_panel(histories, paths["ablation.png"])

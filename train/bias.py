@@ -35,7 +35,7 @@ class PriorInit:
         return len(self.classes) == 2
 
 
-def _counts(counts: Sequence[int]) -> np.ndarray:
+def _counts(counts: Sequence[int] | np.ndarray) -> np.ndarray:
     values = np.asarray(counts, dtype=np.float64)
     if values.ndim != 1 or values.size < 2:
         raise ValueError(f"need counts for at least two classes, got {list(counts)}")
@@ -52,24 +52,25 @@ def sigmoid_bias(negatives: int, positives: int) -> float:
     return float(np.log(values[1] / values[0]))
 
 
-def softmax_biases(counts: Sequence[int]) -> np.ndarray:
+def softmax_biases(counts: Sequence[int] | np.ndarray) -> np.ndarray:
     """log(prior) per class: softmax of it is the prior."""
     values = _counts(counts)
     return np.log(values / values.sum())
 
 
-def prior_entropy(counts: Sequence[int]) -> float:
+def prior_entropy(counts: Sequence[int] | np.ndarray) -> float:
     """Entropy of the class prior in nats: the cross-entropy of predicting the prior."""
     prior = _counts(counts) / np.sum(counts)
     return float(-(prior * np.log(prior)).sum())
 
 
-def prior_init(classes: Sequence[str], counts: Sequence[int]) -> PriorInit:
+def prior_init(classes: Sequence[str], counts: Sequence[int] | np.ndarray) -> PriorInit:
     """Everything the output layer needs, for classes in folder order."""
     values = _counts(counts)
     if len(classes) != values.size:
         raise ValueError(f"{len(classes)} class names for {values.size} counts")
     prior = values / values.sum()
+    bias: tuple[float, ...]
     if values.size == 2:
         bias = (sigmoid_bias(int(values[0]), int(values[1])),)
         zero_bias_loss = float(np.log(2.0))

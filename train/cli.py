@@ -10,7 +10,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from audit.boundary import CannotRun, run_command
+from audit import argtypes
+from audit.boundary import run_command
+from audit.errors import InvalidArgument, UserError
+from audit.outputs import default_report_dir
 
 EXIT_PASSED, EXIT_FAILED = 0, 1
 
@@ -27,14 +30,16 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser(
         "run",
         help="run the recipe's stages on an audited dataset",
-        description="Run stages on the usable files of an audit report. Each stage states a hypothesis and "
-        f"ends with verdicts. Stages: {', '.join(STAGE_NAMES)}. 'sanity' = {', '.join(SANITY)}.",
+        description="Run stages on the usable files of an audit report. Each stage states a "
+        f"hypothesis and ends with verdicts. Stages: {', '.join(STAGE_NAMES)}. "
+        f"'sanity' = {', '.join(SANITY)}.",
     )
     run.add_argument("root", metavar="ROOT", help="the dataset folder the report was made from")
     run.add_argument(
         "--report",
         metavar="REPORT_DIR",
-        help="output folder of `python -m audit scan ROOT` (default: reports/<ROOT name>)",
+        help="output folder of `python -m audit scan ROOT` (default: the scan's default, "
+        "reports/<ROOT name>-<hash of its path>)",
     )
     run.add_argument(
         "--stages",
@@ -43,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--preset",
         choices=tuple(PRESETS),
-        help="whole-recipe settings: cpu-small (the demo on 2 CPU cores), full (the seed's sizes, for a GPU)",
+        help="whole-recipe settings: cpu-small (the demo on 2 CPU cores), full (the source "
+        "article's sizes, for a GPU)",
     )
     run.add_argument(
         "--weights",
@@ -52,32 +58,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--image-size",
-        type=int,
+        type=argtypes.integer(minimum=8),
         help=f"square input side in pixels (default: {defaults.image_size}, or the preset's)",
     )
     run.add_argument(
-        "--batch-size", type=int, help=f"default: {defaults.batch_size}, or the preset's"
+        "--batch-size",
+        type=argtypes.positive,
+        help=f"default: {defaults.batch_size}, or the preset's",
     )
     run.add_argument(
         "--epochs",
-        type=int,
+        type=argtypes.positive,
         help=f"epochs per training run (default: {defaults.epochs}, or the preset's)",
     )
     run.add_argument(
         "--seed",
-        type=int,
+        type=argtypes.non_negative,
         default=defaults.seed,
-        help=f"seed for the split, the weights and the batches (default: {defaults.seed})",
+        help=f"random seed for the split, the weights and the batches (default: {defaults.seed})",
     )
     run.add_argument(
         "--learning-rate",
-        type=float,
+        type=argtypes.number(minimum=0.0, above_minimum=True),
         default=defaults.learning_rate,
         help=f"Adam learning rate (default: {defaults.learning_rate:g})",
     )
     run.add_argument(
         "--validation-fraction",
-        type=float,
+        type=argtypes.open_fraction,
         default=0.2,
         help="validation share when the dataset has no split folders (default: 0.2)",
     )
@@ -93,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser(
         "report",
         help="rebuild a run's ablation report (ablation.csv, ablation.md, ablation.png)",
-        description="Rebuild ablation.csv, ablation.md and the four-panel ablation.png from a run folder's stages.",
+        description="Rebuild ablation.csv, ablation.md and the four-panel ablation.png from a "
+        "run folder's stages.",
     )
     report.add_argument("run", metavar="RUN_DIR", help="a folder runs/<run-id>")
     report.set_defaults(handler=rebuild_report)
@@ -108,15 +117,16 @@ def select_stages(spec: str) -> list[str]:
     names = [name.strip() for name in spec.split(",") if name.strip()]
     unknown = [name for name in names if name not in STAGE_NAMES]
     if unknown or not names:
-        raise CannotRun(
-            f"unknown stage(s) {', '.join(unknown) or '(none given)'}; choose from sanity, all, {', '.join(STAGE_NAMES)}"
+        raise InvalidArgument(
+            f"unknown stage(s) {', '.join(unknown) or '(none given)'}; choose from sanity, all, "
+            f"{', '.join(STAGE_NAMES)}"
         )
     return names
 
 
 def run_stages(args: argparse.Namespace) -> int:
     from train.config import PRESETS, TrainConfig
-    from train.data import ReportError, load_examples, split_examples
+    from train.data import load_examples, split_examples
     from train.recipe import run_recipe
 
     names = select_stages(args.stages or ("all" if args.preset else "sanity"))
@@ -124,34 +134,29 @@ def run_stages(args: argparse.Namespace) -> int:
     for option in ("image_size", "batch_size", "epochs"):
         if getattr(args, option) is not None:
             settings[option] = getattr(args, option)
-    report_dir = args.report or str(Path("reports") / (Path(args.root).resolve().name or "dataset"))
-    try:
-        config = TrainConfig(
-            **settings,
-            seed=args.seed,
-            learning_rate=args.learning_rate,
-            bias=args.bias,
-            weights=args.weights,
-        )
-        examples = load_examples(report_dir, root=args.root)
-        split = split_examples(examples, args.validation_fraction, args.seed)
-    except (ReportError, ValueError) as error:
-        raise CannotRun(str(error)) from error
+    report_dir = args.report or default_report_dir(args.root)
+    config = TrainConfig(
+        **settings,
+        seed=args.seed,
+        learning_rate=args.learning_rate,
+        bias=args.bias,
+        weights=args.weights,
+    )
+    examples = load_examples(report_dir, root=args.root)
+    split = split_examples(examples, args.validation_fraction, args.seed)
     print(
         f"{len(split.train_paths)} training and {len(split.val_paths)} validation images "
         f"({examples.skipped_errors} left out for audit errors); split: {split.how}"
     )
     if split.details.get("left_out_classes"):
         print(f"left out (no usable image): {', '.join(split.details['left_out_classes'])}")
-    try:
-        outcome = run_recipe(split, config, names, runs_dir=args.runs_dir, run_id=args.run_id)
-    except FileExistsError as error:
-        raise CannotRun(str(error)) from error
+    outcome = run_recipe(split, config, names, runs_dir=args.runs_dir, run_id=args.run_id)
     print(outcome.table())
     if outcome.report:
         print(outcome.report["ablation.md"].read_text(), end="")
         print(
-            f"Ablation report: {outcome.report['ablation.md']}, figure: {outcome.report['ablation.png']}"
+            f"Ablation report: {outcome.report['ablation.md']}, "
+            f"figure: {outcome.report['ablation.png']}"
         )
     print(f"Run folder: {outcome.run_path}")
     return EXIT_FAILED if outcome.sanity_failed else EXIT_PASSED
@@ -162,7 +167,7 @@ def rebuild_report(args: argparse.Namespace) -> int:
 
     run = Path(args.run)
     if not any(run.glob("[0-9][0-9]-*/metrics.json")):
-        raise CannotRun(f"{run} holds no stage folder (runs/<run-id>/<NN-stage>/metrics.json)")
+        raise UserError(f"{run} holds no stage folder (runs/<run-id>/<NN-stage>/metrics.json)")
     paths = write_report(run)
     print(paths["ablation.md"].read_text(), end="")
     print(f"Written: {', '.join(str(path) for path in paths.values())}")

@@ -1,8 +1,15 @@
-"""Run configuration and stage names: importable without TensorFlow (for --help and the app)."""
+"""Run configuration and stage names: importable without TensorFlow (for --help and the app).
+
+"The source article" below is Karpathy's "A Recipe for Training Neural Networks" as a Spanish
+article applied it to cats vs dogs; "random seed" is the number that makes runs repeatable.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+from audit.errors import InvalidArgument
 
 # The sanity stages, in the order they run (train.stages implements them); a failed
 # sanity verdict makes `python -m train run` exit 1.
@@ -36,6 +43,7 @@ class TrainConfig:
     image_size: int = 32
     batch_size: int = 32
     epochs: int = 5
+    # The random seed of the weights, batches, augmentation and tuning draws; None: unseeded.
     seed: int | None = 1337
     learning_rate: float = 1e-3
     width: int = 32
@@ -51,7 +59,7 @@ class TrainConfig:
     independence_margin: float = 0.02
     baseline_margin: float = 0.02
     # The ablation (train.ablation)
-    xception_learning_rate: float = 3e-4  # constant, as in the seed
+    xception_learning_rate: float = 3e-4  # constant, as in the source article
     xception_sizes: tuple[int, ...] = (32, 64, 128)
     xception_final: int = 256
     bigger_sizes: tuple[int, ...] = (64, 128, 256, 512)
@@ -72,16 +80,17 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.image_size < 8 or self.batch_size < 1 or self.epochs < 1:
-            raise ValueError("image_size must be >= 8, batch_size and epochs >= 1")
+            raise InvalidArgument("image_size must be >= 8, batch_size and epochs >= 1")
         if self.bias not in ("prior", "zero"):
-            raise ValueError(f"bias must be 'prior' or 'zero', got {self.bias!r}")
+            raise InvalidArgument(f"bias must be 'prior' or 'zero', got {self.bias!r}")
         if self.learning_rate <= 0 or self.capacity_multiplier <= 0:
-            raise ValueError("learning_rate and capacity_multiplier must be positive")
+            raise InvalidArgument("learning_rate and capacity_multiplier must be positive")
 
 
 # `--preset`: whole-recipe settings. cpu-small runs everything on the demo dataset on two
-# CPU cores (bench/train_cpu_small.py measures it); full uses the seed's sizes, for a GPU.
-PRESETS = {
+# CPU cores (bench/train_cpu_small.py measures it); full uses the source article's sizes, for a
+# GPU.
+PRESETS: dict[str, dict[str, Any]] = {
     "cpu-small": dict(
         image_size=32, batch_size=32, epochs=6, tuning_trials=4, tuning_epochs=3, ensemble_size=3
     ),

@@ -7,28 +7,24 @@
   group on one side, so no picture is in both.
 * `make_dataset()` decodes exactly as Keras's directory loader does
   (`tf.io.decode_image(channels=3, expand_animations=False)`), resizes, caches, shuffles
-  with the seed, batches and prefetches. TensorFlow is imported only here.
+  with the seed, batches and prefetches. TensorFlow is imported by make_dataset
+  only, so reading and splitting a report needs no TensorFlow.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from audit.dataset import discover, resolve
-from audit.report import matches_row
+from audit.dataset import resolve
+from audit.errors import InvalidArgument
+from audit.reportio import Report, ReportError, report_is_stale
 
 VALIDATION_SPLITS = ("val", "valid", "validation", "dev", "eval")
 TRAINING_SPLITS = ("train", "training")
-
-
-class ReportError(ValueError):
-    """The audit report is missing, unreadable, or stale for the files on disk."""
 
 
 @dataclass
@@ -64,73 +60,36 @@ class SplitExamples:
 def load_examples(
     report_dir: str | os.PathLike, root: str | os.PathLike | None = None, check_stale: bool = True
 ) -> Examples:
-    """Read the usable files from an audit report; ReportError when missing or stale."""
-    report = Path(report_dir)
-    summary_path, images_path = report / "summary.json", report / "images.csv"
-    if not summary_path.is_file() or not images_path.is_file():
-        raise ReportError(
-            f"no audit report in {report} (summary.json and images.csv are needed); "
-            "run `python -m audit scan ROOT --out REPORT_DIR` first"
-        )
-    summary = json.loads(summary_path.read_text())
-    report_root = Path(summary["root"])
+    """Read the usable files from an audit report; ReportError (exit 2) when it is missing,
+    incomplete, made from another folder, or stale for the files on disk."""
+    report = Report(report_dir)
+    report_root = report.root
     if root is not None and Path(root).expanduser().resolve() != report_root.resolve():
         raise ReportError(
-            f"the report in {report} is for {report_root}, not {Path(root).resolve()}"
+            f"the report in {report.folder} is for {report_root}, not {Path(root).resolve()}"
         )
-    rows = list(csv.DictReader(open(images_path, encoding="utf-8", newline="")))
+    rows = report.images()
     if check_stale:
-        _refuse_stale(report_root, rows, report)
-    class_names = tuple(entry["name"] for entry in summary["classes"])
-    groups = _duplicate_groups(report / "duplicates.csv")
-    usable = [row for row in rows if row["severity"] != "error"]
+        stale = report_is_stale(report, rows)
+        if stale:
+            raise ReportError(
+                f"the audit report in {report.folder} is stale: {stale.describe()}; "
+                "re-run `python -m audit scan`"
+            )
+    class_names = report.class_names
+    groups = {row.path: row.group for row in report.duplicates()}
+    usable = [row for row in rows if row.severity != "error"]
     index = {name: position for position, name in enumerate(class_names)}
     return Examples(
         root=report_root,
         class_names=class_names,
-        paths=[resolve(report_root, row["path"]) for row in usable],
-        relpaths=[row["path"] for row in usable],
-        labels=np.array([index[row["label"]] for row in usable], dtype=np.int32),
-        splits=[row.get("split", "") for row in usable],
-        groups=np.array([groups.get(row["path"], -1) for row in usable], dtype=np.int64),
+        paths=[resolve(report_root, row.path) for row in usable],
+        relpaths=[row.path for row in usable],
+        labels=np.array([index[row.label] for row in usable], dtype=np.int32),
+        splits=[row.split for row in usable],
+        groups=np.array([groups.get(row.path, -1) for row in usable], dtype=np.int64),
         skipped_errors=len(rows) - len(usable),
     )
-
-
-def _duplicate_groups(path: Path) -> dict[str, int]:
-    if not path.is_file():
-        return {}
-    return {
-        row["path"]: int(row["group"])
-        for row in csv.DictReader(open(path, encoding="utf-8", newline=""))
-    }
-
-
-def _refuse_stale(root: Path, rows: list[dict], report: Path) -> None:
-    """ReportError when files changed, appeared or vanished since the scan."""
-    changed, removed = [], []
-    for row in rows:
-        try:
-            info = os.stat(resolve(root, row["path"]))
-        except OSError:
-            removed.append(row["path"])
-            continue
-        if not matches_row(info, row):
-            changed.append(row["path"])
-    known = {row["path"] for row in rows}
-    # New files are looked for under ROOT only (a report with --against also spans another root).
-    spans_another_root = any(row["path"].startswith("../") for row in rows)
-    added = []
-    if root.is_dir() and not spans_another_root:
-        added = [
-            entry.relpath for entry in discover(root).iter_files() if entry.relpath not in known
-        ]
-    if changed or removed or added:
-        examples = (changed + removed + added)[:5]
-        raise ReportError(
-            f"the audit report in {report} is stale: {len(changed)} file(s) changed, {len(added)} new, "
-            f"{len(removed)} removed since the scan (e.g. {', '.join(examples)}); re-run `python -m audit scan`"
-        )
 
 
 def without_empty_classes(examples: Examples) -> tuple[Examples, list[str]]:
@@ -142,7 +101,7 @@ def without_empty_classes(examples: Examples) -> tuple[Examples, list[str]]:
     if not left_out:
         return examples, []
     if len(kept) < 2:
-        raise ValueError(
+        raise InvalidArgument(
             f"fewer than two classes have usable images (left out: {', '.join(left_out)})"
         )
     remap = np.full(len(examples.class_names), -1, dtype=np.int32)
@@ -168,7 +127,9 @@ def split_examples(
     Classes without any usable image are left out first (details["left_out_classes"]).
     """
     if not 0.0 < validation_fraction < 1.0:
-        raise ValueError(f"validation_fraction must be between 0 and 1, got {validation_fraction}")
+        raise InvalidArgument(
+            f"validation_fraction must be between 0 and 1, got {validation_fraction}"
+        )
     examples, left_out = without_empty_classes(examples)
     split_names = {name.lower() for name in examples.splits}
     own_val = [name for name in examples.splits if name.lower() in VALIDATION_SPLITS]
@@ -177,30 +138,38 @@ def split_examples(
         is_val = np.array([name.lower() in VALIDATION_SPLITS for name in examples.splits])
         is_train = np.array([name.lower() in TRAINING_SPLITS for name in examples.splits])
         how = f"the dataset's own split folders ({own_train[0]} / {own_val[0]})"
-        details = {
+        details: dict[str, object] = {
             "ignored_splits": sorted(split_names - set(VALIDATION_SPLITS) - set(TRAINING_SPLITS))
         }
     else:
         is_val = _group_stratified_validation(examples, validation_fraction, seed)
         is_train = ~is_val
-        how = f"seeded ({seed}) stratified {validation_fraction:.0%} validation; duplicate groups kept on one side"
+        how = (
+            f"seeded ({seed}) stratified {validation_fraction:.0%} validation; "
+            "duplicate groups kept on one side"
+        )
         details = {"seed": seed, "validation_fraction": validation_fraction}
     split = SplitExamples(
         class_names=examples.class_names,
-        train_paths=[path for path, keep in zip(examples.paths, is_train) if keep],
+        train_paths=[path for path, keep in zip(examples.paths, is_train, strict=True) if keep],
         train_labels=examples.labels[is_train],
-        val_paths=[path for path, keep in zip(examples.paths, is_val) if keep],
+        val_paths=[path for path, keep in zip(examples.paths, is_val, strict=True) if keep],
         val_labels=examples.labels[is_val],
         how=how,
         details={**details, "left_out_classes": left_out},
     )
-    empty = [name for name, count in zip(split.class_names, split.train_counts()) if count == 0]
+    empty = [
+        name
+        for name, count in zip(split.class_names, split.train_counts(), strict=True)
+        if count == 0
+    ]
     if empty:
-        raise ValueError(
-            f"class(es) {', '.join(empty)} have no usable training image: add images or remove the folder"
+        raise InvalidArgument(
+            f"class(es) {', '.join(empty)} have no usable training image: "
+            "add images or remove the folder"
         )
     if not split.val_paths:
-        raise ValueError("the validation set is empty: too few usable images to split")
+        raise InvalidArgument("the validation set is empty: too few usable images to split")
     return split
 
 

@@ -22,9 +22,10 @@ PANELS = (
 
 
 def four_panel(histories: dict[str, dict[str, list[float]]], path: Path) -> Path:
-    """Training/validation accuracy and loss of every run, one line per run (the seed's figure)."""
+    """Training/validation accuracy and loss of every run, one line per run (the source
+    article's figure)."""
     figure, axes = plt.subplots(2, 2, figsize=(12, 8), constrained_layout=True)
-    for axis, (key, title) in zip(axes.ravel(), PANELS):
+    for axis, (key, title) in zip(axes.ravel(), PANELS, strict=True):
         for name, history in histories.items():
             values = history.get(key)
             if values:
@@ -40,9 +41,7 @@ def four_panel(histories: dict[str, dict[str, list[float]]], path: Path) -> Path
     return path
 
 
-def prediction_dynamics(
-    probabilities: np.ndarray, labels: np.ndarray, class_names, path: Path
-) -> Path:
+def prediction_dynamics(probabilities: np.ndarray, labels: np.ndarray, path: Path) -> Path:
     """How the probability of each example's true class moves, epoch after epoch.
 
     probabilities: (epochs, examples, classes); labels: (examples,).

@@ -1,12 +1,12 @@
 """Model builders: functional Keras 3 models with logits out and the prior in the bias.
 
-Every builder takes (input_shape, init, **options) and returns an uncompiled
-keras.Model whose last Dense layer ("logits") has:
+Every builder (MODELS) takes (input_shape, init, bias=..., seed=..., **options) and returns
+an uncompiled keras.Model whose last Dense layer ("logits") has:
 
-* the output bias from the class prior (train.bias): one sigmoid unit for two classes,
-  one softmax unit per class otherwise;
-* a small kernel (std 0.01), so an untrained model outputs the prior for any input and
-  starts at the prior's entropy, which is what the init_loss stage checks.
+* one sigmoid unit for two classes, one softmax unit per class otherwise, with the output
+  bias from the class prior (train.bias), or zero with bias="zero";
+* a small kernel (std 0.01), so an untrained model outputs about the prior for any input
+  and starts near the prior's entropy, which is what the init_loss stage checks.
 
 Pixels come in as float32 0..255; each model rescales its own input
 (keras.layers.Rescaling), so the pipeline and the preview show the raw image.
@@ -15,6 +15,7 @@ Pixels come in as float32 0..255; each model rescales its own input
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -30,8 +31,9 @@ def _head(
     features, init: PriorInit, bias: str = "prior", dropout: float = 0.0, seed: int | None = None
 ):
     if dropout:
-        # An explicit seed: otherwise creating the layer draws from Keras's global RNG, and the
-        # head after it would start from other weights than in the same model without dropout.
+        # An explicit random seed: otherwise creating the layer draws from Keras's global RNG,
+        # and the head after it would start from other weights than in the same model without
+        # dropout.
         features = layers.Dropout(dropout, seed=seed, name="head_dropout")(features)
     values = init.bias if bias == "prior" else (0.0,) * len(init.bias)
     return layers.Dense(
@@ -50,7 +52,8 @@ def simple_cnn(
     bias: str = "prior",
     seed: int | None = None,
 ) -> keras.Model:
-    """The seed's baseline: two strided convolutions, global pooling, a dense head."""
+    """The source article's baseline (see train.config): two strided convolutions, global
+    pooling, a dense head."""
     inputs = keras.Input(shape=input_shape, name="image")
     x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
     x = layers.Conv2D(width, 3, strides=2, padding="same", activation="relu", name="conv1")(x)
@@ -88,7 +91,6 @@ def small_xception(
     final: int = 256,
     dropout: float = 0.0,
     bias: str = "prior",
-    name: str = "small_xception",
     seed: int | None = None,
     batchnorm_momentum: float = 0.9,
 ) -> keras.Model:
@@ -119,29 +121,7 @@ def small_xception(
     x = layers.BatchNormalization(momentum=batchnorm_momentum)(x)
     x = layers.Activation("relu")(x)
     x = layers.GlobalAveragePooling2D()(x)
-    return keras.Model(inputs, _head(x, init, bias, dropout, seed), name=name)
-
-
-def bigger_xception(
-    input_shape,
-    init: PriorInit,
-    dropout: float = 0.0,
-    bias: str = "prior",
-    seed: int | None = None,
-    batchnorm_momentum: float = 0.9,
-) -> keras.Model:
-    """The seed's full-size variant: more blocks, more filters."""
-    return small_xception(
-        input_shape,
-        init,
-        sizes=(64, 128, 256, 512),
-        final=728,
-        dropout=dropout,
-        bias=bias,
-        name="bigger_xception",
-        seed=seed,
-        batchnorm_momentum=batchnorm_momentum,
-    )
+    return keras.Model(inputs, _head(x, init, bias, dropout, seed), name="small_xception")
 
 
 class WeightsFileMissing(FileNotFoundError):
@@ -164,14 +144,14 @@ def pretrained(
     """
     if weights_path is None or not Path(weights_path).is_file():
         raise WeightsFileMissing(
-            f"the pretrained backbone needs a local MobileNetV2 no-top weights file (--weights PATH); "
+            "the pretrained backbone needs a local MobileNetV2 no-top weights file "
+            "(--weights PATH); "
             f"{'none was given' if weights_path is None else f'{weights_path} does not exist'}. "
             "Nothing is downloaded: weights='imagenet' would fetch from the network."
         )
     inputs = keras.Input(shape=input_shape, name="image")
-    x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(
-        inputs
-    )  # MobileNetV2 expects -1..1
+    # MobileNetV2 expects -1..1
+    x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(inputs)
     backbone = keras.applications.MobileNetV2(
         input_shape=input_shape, include_top=False, weights=None
     )
@@ -213,11 +193,10 @@ def first_conv_kernel(model: keras.Model):
     return None
 
 
-MODELS = {
+MODELS: dict[str, Callable[..., keras.Model]] = {
     "simple_cnn": simple_cnn,
     "wider_cnn": wider_cnn,
     "small_xception": small_xception,
-    "bigger_xception": bigger_xception,
     "pretrained": pretrained,
 }
 

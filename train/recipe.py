@@ -50,13 +50,14 @@ class RecipeOutcome:
         for result in self.results:
             if result.skipped:
                 lines.append(
-                    f"{result.name:20s} {'(skipped)':36s} {'':>10s} {'':>6s} {'':>10s}  SKIPPED: {result.skipped}"
+                    f"{result.name:20s} {'(skipped)':36s} {'':>10s} {'':>6s} {'':>10s}  "
+                    f"SKIPPED: {result.skipped}"
                 )
             for verdict in result.verdicts:
                 rule = verdict.rule.replace("value", "").replace("threshold", "").strip()
                 lines.append(
-                    f"{result.name:20s} {verdict.name:36s} {verdict.value:10.4f} {rule:>6s} {verdict.threshold:10.4f}  "
-                    f"{'PASS' if verdict.passed else 'FAIL'}"
+                    f"{result.name:20s} {verdict.name:36s} {verdict.value:10.4f} {rule:>6s} "
+                    f"{verdict.threshold:10.4f}  {'PASS' if verdict.passed else 'FAIL'}"
                 )
         return "\n".join(lines)
 
@@ -89,10 +90,9 @@ def run_recipe(
         result.seconds = result.seconds or time.monotonic() - started
         zeroed = name == "input_independence"  # its folder shows what the zeroed run saw
         folder = store.write_stage(result, preview=context.preview(zero_inputs=zeroed))
-        ablation.write_extras(folder, result, context)
-        context.log(
-            f"{name}: {'PASS' if result.passed else ('SKIPPED' if result.skipped else 'FAIL')} ({result.seconds:.1f} s)"
-        )
+        ablation.write_extras(folder, result)
+        status = "PASS" if result.passed else ("SKIPPED" if result.skipped else "FAIL")
+        context.log(f"{name}: {status} ({result.seconds:.1f} s)")
         record(
             {
                 "event": "stage_end",

@@ -1,8 +1,10 @@
 """On-disk run folders: runs/<run-id>/<NN-stage>/ with everything a stage produced.
 
 Each stage folder holds config.json, history.csv (one row per epoch), metrics.json
-(the hypothesis and the verdicts as {name, value, threshold, passed}), model.keras and
-batch_preview.png: the input tensor just before the network, with its labels.
+(the hypothesis and the verdicts as {name, value, threshold, passed}), model.keras when the
+stage has a model, and batch_preview.png: the first training batch out of the pipeline
+(unshuffled, at the configured image size, not augmented; zeroed for input_independence),
+with its labels.
 """
 
 from __future__ import annotations
@@ -15,9 +17,29 @@ import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from audit.errors import AlreadyExists, InvalidArgument
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What one training run is: the model and everything around it."""
+
+    model: str
+    options: dict  # keyword arguments of the model builder (train.models.MODELS)
+    learning_rate: float
+    image_size: int
+    batch_size: int
+    augment: bool = False
+    early_stopping: bool = False
+
+    def describe(self) -> dict:
+        """The spec as a plain dict (the first keys of a run summary)."""
+        return asdict(self)
 
 
 @dataclass
@@ -43,7 +65,9 @@ class StageResult:
     config: dict = field(default_factory=dict)
     seconds: float = 0.0
     skipped: str | None = None  # the reason, when the stage could not run
-    model: object = None  # keras.Model, not serialised in metrics.json
+    # A keras.Model (Any: this module stays importable without TensorFlow), saved as
+    # model.keras, not serialised in metrics.json.
+    model: Any = None
     summary: dict = field(default_factory=dict)  # the run's figures (metrics.json "summary")
     extras: dict = field(default_factory=dict)  # artefacts written beside it (predictions, tables)
 
@@ -59,13 +83,13 @@ class RunStore:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
         self.run_id = run_id or stamp
         if not re.fullmatch(r"[A-Za-z0-9._-]+", self.run_id):
-            raise ValueError(
+            raise InvalidArgument(
                 f"run id may hold letters, digits, '.', '_' and '-' only: {self.run_id!r}"
             )
         self.path = Path(runs_dir) / self.run_id
         # A folder holding only a log (the app starts runs that way) is fine; an earlier run is not.
         if (self.path / "events.jsonl").exists() or any(self.path.glob("[0-9][0-9]-*")):
-            raise FileExistsError(
+            raise AlreadyExists(
                 f"run folder {self.path} already holds a run; choose another --run-id"
             )
         self.path.mkdir(parents=True, exist_ok=True)
@@ -177,17 +201,18 @@ def read_stage_metrics(run_path: Path) -> list[dict]:
 def read_history(path: Path) -> dict[str, list[float]]:
     """history.csv back into columns (blank cells skipped)."""
     columns: dict[str, list[float]] = {}
-    for row in csv.DictReader(open(path, encoding="utf-8", newline="")):
-        for key, value in row.items():
-            if key != "epoch" and value != "":
-                columns.setdefault(key, []).append(float(value))
+    with open(path, encoding="utf-8", newline="") as handle:
+        for row in csv.DictReader(handle):
+            for key, value in row.items():
+                if key != "epoch" and value != "":
+                    columns.setdefault(key, []).append(float(value))
     return columns
 
 
 def save_batch_preview(
     path: Path, images: np.ndarray, labels: np.ndarray, class_names, columns: int = 8
 ) -> None:
-    """A grid of the batch exactly as it enters the network (0..255 floats), labelled."""
+    """A grid of the batch's first 32 images (0..255 floats, shown unscaled), labelled."""
     images = np.clip(np.asarray(images, dtype=np.float32), 0, 255).astype(np.uint8)
     labels = np.asarray(labels).reshape(len(images), -1)[:, 0].astype(int)
     count = min(len(images), 32)

@@ -11,8 +11,9 @@
 * capacity: a wider model ends with a lower training loss than the baseline.
 * determinism: the same configuration twice gives identical weights.
 
-Every training run reseeds (keras.utils.set_random_seed) and rebuilds its pipeline, so
-runs that share an architecture start from the same weights and see the same batches.
+With a random seed set, every training run reseeds (keras.utils.set_random_seed) and rebuilds
+its pipeline, so runs that share an architecture start from the same weights and see the same
+batches.
 """
 
 from __future__ import annotations
@@ -21,13 +22,17 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from train import data, models
 from train.bias import PriorInit, prior_init
 from train.config import TrainConfig
-from train.runs import StageResult, Verdict, run_summary
+from train.runs import RunSpec, StageResult, Verdict, run_summary
+
+if TYPE_CHECKING:  # train.ablation imports this module
+    from train.ablation import Ablation
 
 
 class Context:
@@ -46,7 +51,10 @@ class Context:
         self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
         # Structured progress (one dict per epoch), e.g. for the app's live curves.
         self.on_event = on_event or (lambda event: None)
-        self._baseline: tuple | None = None
+        self._baseline: tuple[Any, dict[str, list[float]]] | None = None
+        # The ablation chain's runs, shared by its stages; train.ablation creates it when a
+        # stage first needs it.
+        self.ablation: Ablation | None = None
         if config.seed is not None:
             import tensorflow as tf
 
@@ -56,8 +64,21 @@ class Context:
     def input_shape(self) -> tuple[int, int, int]:
         return (self.config.image_size, self.config.image_size, 3)
 
-    def seed(self) -> None:
-        """Reset every random generator (Python, numpy, TensorFlow) to the run's seed."""
+    @property
+    def baseline_spec(self) -> RunSpec:
+        """What the baseline run (Context.baseline) is: the simple CNN with the configuration's
+        learning rate, image size and batch size."""
+        return RunSpec(
+            model="simple_cnn",
+            options={"width": self.config.width},
+            learning_rate=self.config.learning_rate,
+            image_size=self.config.image_size,
+            batch_size=self.config.batch_size,
+        )
+
+    def reseed(self) -> None:
+        """Reset every random generator (Python, numpy, TensorFlow) to the configuration's
+        random seed; does nothing when no random seed is set."""
         if self.config.seed is not None:
             import keras
 
@@ -73,7 +94,8 @@ class Context:
         augment: bool = False,
         cache: bool = True,
     ):
-        """A fresh pipeline (so the same seed gives the same batches); augmentation on training only."""
+        """A fresh pipeline (so the same random seed gives the same batches); augmentation on
+        training only."""
         paths, labels = (
             (self.split.train_paths, self.split.train_labels)
             if part == "train"
@@ -106,8 +128,9 @@ class Context:
         image_size: int | None = None,
         **options,
     ):
-        """A compiled model, built right after reseeding (same seed, same initial weights)."""
-        self.seed()
+        """A compiled model, built right after reseeding (same random seed, same initial
+        weights)."""
+        self.reseed()
         size = image_size or self.config.image_size
         model = models.MODELS[name](
             (size, size, 3), self.init, bias=self.config.bias, seed=self.config.seed, **options
@@ -138,9 +161,8 @@ class Context:
             def on_epoch_end(self, epoch, logs=None):
                 metrics = {key: float(value) for key, value in (logs or {}).items()}
                 shown = "  ".join(f"{key} {value:.4f}" for key, value in metrics.items())
-                log(
-                    f"[{label}] epoch {epoch + 1}/{epochs}  {shown}  ({time.monotonic() - self.started:.1f} s)"
-                )
+                seconds = time.monotonic() - self.started
+                log(f"[{label}] epoch {epoch + 1}/{epochs}  {shown}  ({seconds:.1f} s)")
                 on_event(
                     {
                         "event": "epoch",
@@ -155,8 +177,8 @@ class Context:
             "train", zero_inputs, image_size=image_size, batch_size=batch_size, augment=augment
         )
         validation = self.dataset("val", zero_inputs, image_size=image_size, batch_size=batch_size)
-        self.seed()
-        # shuffle=False: the pipeline already shuffles, with the seed.
+        self.reseed()
+        # shuffle=False: the pipeline already shuffles, with the random seed.
         history = model.fit(
             train,
             validation_data=validation,
@@ -167,15 +189,17 @@ class Context:
         )
         return {key: [float(value) for value in values] for key, values in history.history.items()}
 
-    def baseline(self):
-        """The simple CNN trained on real inputs: shared by several stages, trained once."""
+    def baseline(self) -> tuple[Any, dict[str, list[float]]]:
+        """The simple CNN (baseline_spec) trained on real inputs, as (model, history): shared by
+        several stages, trained once."""
         if self._baseline is None:
             model = self.build("simple_cnn", width=self.config.width)
             self._baseline = (model, self.fit(model, "baseline"))
         return self._baseline
 
     def preview(self, part: str = "train", zero_inputs: bool = False):
-        """The first batch as it enters the network, for batch_preview.png."""
+        """The first batch of `part`, unshuffled, at the configured image size and not
+        augmented, as (images, labels, class names): for batch_preview.png."""
         images, labels = next(iter(self.dataset(part, zero_inputs, shuffle=False, cache=False)))
         return images.numpy(), labels.numpy(), self.split.class_names
 
@@ -199,11 +223,12 @@ def _result(name: str, hypothesis: str, context: Context, **extra) -> StageResul
 
 
 def init_loss(context: Context) -> StageResult:
+    """Untrained loss vs the prior's entropy, and the prior bias vs a zero bias."""
     started = time.monotonic()
     result = _result(
         "init_loss",
-        "An untrained model whose output bias encodes the class prior starts at the prior's entropy, "
-        "and does no worse than the same model with a zero bias.",
+        "An untrained model whose output bias encodes the class prior starts at the prior's "
+        "entropy, and does no worse than the same model with a zero bias.",
         context,
         model="simple_cnn",
     )
@@ -248,6 +273,7 @@ def init_loss(context: Context) -> StageResult:
 
 
 def overfit_one_batch(context: Context) -> StageResult:
+    """Train on one fixed batch (the first training images) until it is learned."""
     started = time.monotonic()
     config = context.config
     result = _result(
@@ -305,12 +331,13 @@ def overfit_one_batch(context: Context) -> StageResult:
 
 
 def input_independence(context: Context) -> StageResult:
+    """The baseline on real images vs the same model trained on zeroed images."""
     started = time.monotonic()
     margin = chance_margin(context, context.config.independence_margin)
     result = _result(
         "input_independence",
-        "A model trained on the real images reaches a lower validation loss than the same model trained "
-        "on zeroed images (zeroed in the pipeline for training and validation alike).",
+        "A model trained on the real images reaches a lower validation loss than the same model "
+        "trained on zeroed images (zeroed in the pipeline for training and validation alike).",
         context,
         model="simple_cnn",
     )
@@ -326,7 +353,8 @@ def input_independence(context: Context) -> StageResult:
             margin,
             gap >= margin,
             "value >= threshold",
-            f"best validation loss {best_real:.4f} on real images vs {best_zero:.4f} on zeroed images",
+            f"best validation loss {best_real:.4f} on real images "
+            f"vs {best_zero:.4f} on zeroed images",
         ),
     ]
     result.history = {f"real_{key}": values for key, values in real.items()} | {
@@ -337,6 +365,7 @@ def input_independence(context: Context) -> StageResult:
 
 
 def baseline(context: Context) -> StageResult:
+    """The simple CNN's best validation loss vs predicting the training prior."""
     started = time.monotonic()
     result = _result(
         "baseline",
@@ -355,30 +384,26 @@ def baseline(context: Context) -> StageResult:
             threshold,
             best <= threshold,
             "value <= threshold",
-            f"best validation loss {best:.4f} vs {prior_loss:.4f} for predicting the training prior",
+            f"best validation loss {best:.4f} "
+            f"vs {prior_loss:.4f} for predicting the training prior",
         ),
     ]
     result.history = history
-    spec = {
-        "model": "simple_cnn",
-        "options": {"width": context.config.width},
-        "learning_rate": context.config.learning_rate,
-        "image_size": context.config.image_size,
-        "batch_size": context.config.batch_size,
-        "augment": False,
-        "early_stopping": False,
-    }
-    result.summary = run_summary(spec, history, time.monotonic() - started)
+    result.summary = run_summary(
+        context.baseline_spec.describe(), history, time.monotonic() - started
+    )
     result.model, result.seconds = model, time.monotonic() - started
     return result
 
 
 def capacity(context: Context) -> StageResult:
+    """A wider CNN's final training loss vs the baseline's."""
     started = time.monotonic()
     multiplier = context.config.capacity_multiplier
     result = _result(
         "capacity",
-        f"A CNN with {multiplier:g}x the filters and one more layer ends with a lower training loss than the baseline.",
+        f"A CNN with {multiplier:g}x the filters and one more layer ends with a lower training "
+        "loss than the baseline.",
         context,
         model="wider_cnn",
     )
@@ -402,10 +427,12 @@ def capacity(context: Context) -> StageResult:
 
 
 def determinism(context: Context) -> StageResult:
+    """The baseline's configuration trained twice for one epoch: identical weights?"""
     started = time.monotonic()
     result = _result(
         "determinism",
-        "Training the same configuration twice gives identical weights (keras.utils.set_random_seed and op determinism).",
+        "Training the same configuration twice gives identical weights "
+        "(keras.utils.set_random_seed and op determinism).",
         context,
         model="simple_cnn",
     )
@@ -414,7 +441,7 @@ def determinism(context: Context) -> StageResult:
         model = context.build("simple_cnn", width=context.config.width)
         context.fit(model, f"determinism run {attempt}", epochs=1)
         weights.append(model.get_weights())
-    difference = max(float(np.max(np.abs(a - b))) for a, b in zip(*weights))
+    difference = max(float(np.max(np.abs(a - b))) for a, b in zip(*weights, strict=True))
     result.verdicts = [
         Verdict(
             "same_seed_same_weights",

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
-from audit.dataset import LayoutError, resolve
-from audit.quarantine import QuarantineRefused, quarantine, select
-from audit.scan import OutputInsideDataset, scan
+from audit.dataset import resolve
+from audit.errors import UserError
+from audit.escaping import markdown
+from audit.outputs import default_report_dir
+from audit.quarantine import quarantine, select
+from audit.reportio import DUPLICATES, IMAGES, SUMMARY_NAME, DuplicateRow
+from audit.scan import scan
 from train.bias import prior_init
 from ui import data
-from ui.safety import OutsideAllowedRoots, checked, markdown_text, workdir
+from ui.safety import OutsideAllowedRoots, checked, workdir
 
 MAX_PROBLEM_THUMBNAILS = 200
 MAX_GROUPS = 30
@@ -41,7 +46,7 @@ def render() -> None:
         else:
             st.info(f"No report yet under {reports_dir}: scan a folder first.")
     report_dir = st.session_state.get("report_dir")
-    if not report_dir or not (Path(report_dir) / "summary.json").exists():
+    if not report_dir or not (Path(report_dir) / SUMMARY_NAME).exists():
         st.info("No report yet: scan a dataset folder, or open a recent report.")
         return
     show_report(Path(report_dir))
@@ -60,9 +65,9 @@ def _scan(folder: str, reports_dir: Path) -> None:
 
     try:
         result = scan(
-            root, reports_dir / (root.name or "dataset"), progress=progress, fail_on="never"
+            root, default_report_dir(root, base=reports_dir), progress=progress, fail_on="never"
         )
-    except (LayoutError, OutputInsideDataset) as error:
+    except UserError as error:
         bar.empty()
         st.error(f"Cannot scan: {error}")
         return
@@ -71,9 +76,13 @@ def _scan(folder: str, reports_dir: Path) -> None:
 
 
 def show_report(report_dir: Path) -> None:
-    summary = data.summary(str(report_dir), data.mtime(report_dir / "summary.json"))
-    images = data.images(str(report_dir), data.mtime(report_dir / "images.csv"))
-    groups = data.duplicates(str(report_dir), data.mtime(report_dir / "duplicates.csv"))
+    try:
+        summary = data.summary(str(report_dir), data.mtime(report_dir / SUMMARY_NAME))
+        images = data.images(str(report_dir), data.mtime(report_dir / IMAGES.file_name))
+        groups = data.duplicates(str(report_dir), data.mtime(report_dir / DUPLICATES.file_name))
+    except UserError as error:
+        st.error(f"Cannot read the report: {error}")
+        return
     counts = summary["severity_counts"]
     duplicates = summary.get("checks", {}).get("duplicates", {})
     st.subheader(f"Report: {report_dir.name}")
@@ -110,13 +119,18 @@ def _bias(summary: dict) -> None:
         return
     init = prior_init([entry["name"] for entry in present], [entry["usable"] for entry in present])
     if init.binary:
-        bias = f"sigmoid bias {init.bias[0]:+.4f} (log of {present[1]['name']}/{present[0]['name']}: {present[1]['name']} is the positive class)"
+        bias = (
+            f"sigmoid bias {init.bias[0]:+.4f} "
+            f"(log of {present[1]['name']}/{present[0]['name']}: "
+            f"{present[1]['name']} is the positive class)"
+        )
     else:
         bias = "softmax biases log(prior): " + ", ".join(
-            f"{name} {value:+.3f}" for name, value in zip(init.classes, init.bias)
+            f"{name} {value:+.3f}" for name, value in zip(init.classes, init.bias, strict=True)
         )
     st.text(
-        f"Suggested output bias: {bias}; expected initial loss {init.expected_loss:.4f} (a zero bias would start at {init.zero_bias_loss:.4f})"
+        f"Suggested output bias: {bias}; expected initial loss {init.expected_loss:.4f} "
+        f"(a zero bias would start at {init.zero_bias_loss:.4f})"
     )
 
 
@@ -136,7 +150,9 @@ def _resolution(images: pd.DataFrame, summary: dict) -> None:
     rule = summary["thresholds"]["resolution_outlier"]
     if "lower_side_px" in rule:
         st.text(
-            f"Usual linear size {rule['lower_side_px']}-{rule['upper_side_px']} px around a median of {rule['median_side_px']} px; {rule.get('outliers', 0)} outlier(s)."
+            f"Usual linear size {rule['lower_side_px']}-{rule['upper_side_px']} px "
+            f"around a median of {rule['median_side_px']} px; "
+            f"{rule.get('outliers', 0)} outlier(s)."
         )
 
 
@@ -165,35 +181,28 @@ def _problems(images: pd.DataFrame, report_dir: Path, root: str) -> None:
     )
 
 
-def _duplicate_gallery(rows: list[dict], root: str) -> None:
+def _duplicate_gallery(rows: list[DuplicateRow], root: str) -> None:
     st.subheader("Duplicate groups")
     if not rows:
         st.info("No duplicate found.")
         return
-    groups: dict[str, list[dict]] = {}
+    groups: dict[int, list[DuplicateRow]] = {}
     for row in rows:
-        groups.setdefault(row["group"], []).append(row)
+        groups.setdefault(row.group, []).append(row)
     for group_id, members in list(groups.items())[:MAX_GROUPS]:
-        labels = {member["label"] for member in members}
-        splits = {member["split"] for member in members}
+        labels = {member.label for member in members}
+        splits = {member.split for member in members}
         flags = (" · label conflict" if len(labels) > 1 else "") + (
             " · split leak" if len(splits) > 1 else ""
         )
-        st.markdown(f"**Group {markdown_text(group_id)}** · {len(members)} files{flags}")
+        st.markdown(f"**Group {markdown(group_id)}** · {len(members)} files{flags}")
         columns = st.columns(min(len(members), MAX_MEMBERS))
-        for column, member in zip(
-            columns, sorted(members, key=lambda m: m["keeper"] != "True")[:MAX_MEMBERS]
-        ):
-            absolute = resolve(root, member["path"])
+        shown = sorted(members, key=lambda member: not member.keeper)[:MAX_MEMBERS]
+        for column, member in zip(columns, shown, strict=False):
+            absolute = resolve(root, member.path)
             uri = data.thumbnail(absolute, data.mtime(Path(absolute)))
-            role = (
-                "keeper"
-                if member["keeper"] == "True"
-                else f"{member['kind']} d={member['distance']}"
-            )
-            caption = markdown_text(
-                f"{member['label']} · {role} · {member['path'].rsplit('/', 1)[-1]}"
-            )
+            role = "keeper" if member.keeper else f"{member.kind} d={member.distance}"
+            caption = markdown(f"{member.label} · {role} · {member.path.rsplit('/', 1)[-1]}")
             if uri:
                 column.image(uri, caption=caption, width=96)
             else:
@@ -205,7 +214,7 @@ def _duplicate_gallery(rows: list[dict], root: str) -> None:
 def _downloads(report_dir: Path) -> None:
     st.subheader("Report files")
     columns = st.columns(len(data.REPORT_FILES))
-    for column, name in zip(columns, data.REPORT_FILES):
+    for column, name in zip(columns, data.REPORT_FILES, strict=True):
         path = report_dir / name
         if path.exists():
             column.download_button(name, path.read_bytes(), file_name=name, key=f"download_{name}")
@@ -221,24 +230,27 @@ def _quarantine(report_dir: Path) -> None:
         )
         try:
             rows = select(report_dir, severity=severity)
-        except ValueError as error:
+        except UserError as error:
             st.error(str(error))
             return
         if not rows:
             st.info("No file matches.")
             return
-        st.dataframe(pd.DataFrame(rows)[["path", "severity", "issues"]], hide_index=True)
+        st.dataframe(
+            pd.DataFrame([asdict(row) for row in rows])[["path", "severity", "issues"]],
+            hide_index=True,
+        )
         destination = report_dir / "quarantine-app"
         confirmed = st.checkbox(
-            f"I understand: these {len(rows)} files will be moved out of the dataset into {destination}, "
-            "with a manifest that restores them.",
+            f"I understand: these {len(rows)} files will be moved out of the dataset into "
+            f"{destination}, with a manifest that restores them.",
             key="quarantine_confirm",
         )
         if st.button("Quarantine", key="quarantine_go", disabled=not confirmed):
             try:
                 checked(destination)
-                manifest, moves = quarantine(report_dir, [row["path"] for row in rows], destination)
-            except (QuarantineRefused, OutsideAllowedRoots) as error:
+                manifest, moves = quarantine(report_dir, [row.path for row in rows], destination)
+            except (UserError, OutsideAllowedRoots) as error:
                 st.error(f"Refused: {error}")
                 return
             st.success(

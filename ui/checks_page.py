@@ -17,7 +17,8 @@ def render() -> None:
     if not past:
         st.info(
             f"No check recorded yet in {history_path}. Run one with "
-            "`python -m audit suite init ROOT` then `python -m audit check ROOT --suite ROOT.suite.json`."
+            "`python -m audit suite init ROOT` then "
+            "`python -m audit check ROOT --suite ROOT.suite.json`."
         )
         return
     datasets = sorted({run.dataset for run in past})
@@ -70,7 +71,8 @@ def _latest_pages(run: history.Run) -> None:
         st.download_button(
             "Data Docs index.html", docs.read_bytes(), file_name="index.html", key="docs_index"
         )
-        # The validation pages are static HTML (the index is drawn by JavaScript): embed the latest ones.
+        # The validation pages are static HTML (the index is drawn by JavaScript): embed the
+        # latest ones.
         pages = sorted(
             docs.parent.glob("validations/**/*.html"), key=lambda page: page.stat().st_mtime
         )[-2:]

@@ -6,23 +6,23 @@ read again while an unchanged one is served from the cache.
 
 from __future__ import annotations
 
-import csv
-import json
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
 from audit.checks import DEFAULT_MAX_PIXELS
+from audit.reportio import DUPLICATES, FINDINGS, IMAGES, SUMMARY_NAME, DuplicateRow, Report
 from audit.thumbnails import thumbnail_data_uri
 
 REPORT_FILES = (
     "report.html",
     "report.md",
-    "summary.json",
-    "images.csv",
-    "findings.csv",
-    "duplicates.csv",
+    SUMMARY_NAME,
+    IMAGES.file_name,
+    FINDINGS.file_name,
+    DUPLICATES.file_name,
 )
 
 
@@ -32,25 +32,21 @@ def mtime(path: Path) -> float:
 
 @st.cache_data(show_spinner=False)
 def summary(report_dir: str, modified: float) -> dict:
-    return json.loads((Path(report_dir) / "summary.json").read_text())
+    return Report(report_dir).summary
 
 
 @st.cache_data(show_spinner=False)
 def images(report_dir: str, modified: float) -> pd.DataFrame:
-    frame = pd.read_csv(
-        Path(report_dir) / "images.csv",
-        dtype={"issues": str, "reasons": str, "format": str, "split": str},
-        keep_default_na=False,
-    )
+    rows = [asdict(row) for row in Report(report_dir).images()]
+    frame = pd.DataFrame(rows, columns=list(IMAGES.columns))
     for column in ("width", "height", "bytes"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
     return frame
 
 
 @st.cache_data(show_spinner=False)
-def duplicates(report_dir: str, modified: float) -> list[dict]:
-    path = Path(report_dir) / "duplicates.csv"
-    return list(csv.DictReader(open(path, encoding="utf-8"))) if path.exists() else []
+def duplicates(report_dir: str, modified: float) -> list[DuplicateRow]:
+    return Report(report_dir).duplicates()
 
 
 @st.cache_data(show_spinner=False, max_entries=5000)
@@ -62,5 +58,5 @@ def recent_reports(reports_dir: Path) -> list[Path]:
     """Report folders (holding summary.json) under reports_dir, newest first."""
     if not reports_dir.is_dir():
         return []
-    found = [path.parent for path in reports_dir.glob("*/summary.json")]
-    return sorted(found, key=lambda path: mtime(path / "summary.json"), reverse=True)
+    found = [path.parent for path in reports_dir.glob(f"*/{SUMMARY_NAME}")]
+    return sorted(found, key=lambda path: mtime(path / SUMMARY_NAME), reverse=True)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from audit.errors import UserError
+
 ROOTS_VARIABLE = "IMAGE_AUDIT_ALLOWED_ROOTS"  # os.pathsep-separated folders
 WORKDIR_VARIABLE = (
     "IMAGE_AUDIT_WORKDIR"  # where reports/ and runs/ go (default: the working folder)
 )
 
 
-class OutsideAllowedRoots(ValueError):
+class OutsideAllowedRoots(UserError, ValueError):
     """A path outside every allowed root: the app neither reads nor writes there."""
 
 
@@ -41,11 +43,3 @@ def checked(path: str | os.PathLike) -> Path:
     raise OutsideAllowedRoots(
         f"{resolved} is outside the allowed roots ({roots}); set {ROOTS_VARIABLE} to allow it"
     )
-
-
-def markdown_text(text: str) -> str:
-    """Text safe inside Markdown: HTML and Markdown syntax shown literally."""
-    text = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    for char in "\\`*_[]()#|!~{}":
-        text = text.replace(char, "\\" + char)
-    return text

@@ -38,7 +38,8 @@ def _start_form(reports_dir: Path, runs_dir: Path) -> None:
     reports = data.recent_reports(reports_dir)
     if not reports:
         st.info(
-            "No audit report yet: scan a dataset on the Audit page first; training reads its report."
+            "No audit report yet: scan a dataset on the Audit page first; "
+            "training reads its report."
         )
         return
     defaults = TrainConfig()
@@ -102,7 +103,9 @@ def _live(run_path: Path, pid: int) -> None:
     process = st.session_state.get("training", {}).get("process")
     running = process is not None and process.poll() is None
     events = read_events(run_path)
-    planned = next((event["stages"] for event in events if event["event"] == "start"), [])
+    planned: list[str] = next(
+        (event["stages"] for event in events if event["event"] == "start"), []
+    )
     finished = [event for event in events if event["event"] == "stage_end"]
     st.subheader(f"Run {run_path.name}: {'running' if running else 'finished'}")
     if planned:

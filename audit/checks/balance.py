@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from audit.checks.base import Check, Threshold
 from audit.records import DatasetFinding, DatasetResult
 
 
@@ -47,8 +48,10 @@ def check_dataset(table, thresholds) -> DatasetResult:
         findings.append(
             DatasetFinding(
                 "class_imbalance",
-                f"largest/smallest usable class = {summary['largest_class']} {int(present.max())} / "
-                f"{summary['smallest_class']} {int(present.min())} = {ratio:.2f}, over {thresholds.max_imbalance:g}",
+                "largest/smallest usable class = "
+                f"{summary['largest_class']} {int(present.max())} / "
+                f"{summary['smallest_class']} {int(present.min())} = {ratio:.2f}, "
+                f"over {thresholds.max_imbalance:g}",
                 (summary["largest_class"], summary["smallest_class"]),
             )
         )
@@ -73,3 +76,25 @@ def _per_split(table) -> dict:
             "classes": {name: int(counts[position]) for position, name in enumerate(table.classes)},
         }
     return result
+
+
+class BalanceCheck(Check):
+    """Usable images per class: class_imbalance and empty_class (runs last)."""
+
+    name = "balance"
+    codes = ("class_imbalance", "empty_class")
+    thresholds = (
+        Threshold(
+            "max_imbalance",
+            3.0,
+            "class_imbalance above largest/smallest usable class R (default: {default})",
+            minimum=1,
+            metavar="R",
+        ),
+    )
+    # The per-class counts are summary.json's own top-level fields.
+    summary_path = ()
+    summary_fields = ("classes", "imbalance_ratio", "splits", "classes_without_usable_images")
+
+    def check_dataset(self, table, thresholds):
+        return check_dataset(table, thresholds)

@@ -17,10 +17,10 @@
   two groups join only when their keepers are themselves within the radius. Plain
   connected components chain distinct pictures through their copies (measured: 11 of
   194 groups mixed two originals); keeper linkage does not. One keeper per group:
-  usable first, then the most pixels, then the most bytes per pixel (least compressed). Every other member is
-  an exact_duplicate or near_duplicate, with its distance to the keeper. A group with
-  several labels is a label_conflict (error) for all members; a group spanning
-  several splits is a split_leak for all members.
+  usable first, then the most pixels, then the most bytes per pixel (least compressed).
+  Every other member is an exact_duplicate or near_duplicate, with its distance to the
+  keeper. A group with several labels is a label_conflict (error) for all members; a
+  group spanning several splits is a split_leak for all members.
 """
 
 from __future__ import annotations
@@ -28,14 +28,17 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
+from audit.checks.base import Check, Threshold
 from audit.dataset import resolve
 from audit.hashing import ZOOMS
 from audit.neighbors import BRUTE_FORCE_UP_TO, pairs_within, popcount64
 from audit.records import DatasetResult, Finding
+from audit.reportio import DUPLICATES
 
 DEFAULT_RADIUS = 10
 TINY_LINEAR_SIZE = 64  # sqrt(w*h) below this: the radius is measured on the data
@@ -51,12 +54,31 @@ def check_dataset(table, thresholds) -> DatasetResult:
     """Group duplicate files; findings for every member; rows for duplicates.csv."""
     started = time.monotonic()
     radius = thresholds.near_radius
-    n = len(table)
-    sha = table.sha256
     eligible = table.bytes > 0  # empty and unreadable files are errors already; never grouped
     union = _UnionFind(keeper_rank(table))
+    # Links in order of certainty: same bytes, same pHash, then near pairs from the closest.
+    _link_exact_bytes(table, eligible, union)
+    hashed_rows = np.flatnonzero(table.has_phash & eligible)
+    radii = _radius_per_row(table, hashed_rows, radius)
+    distinct = _DistinctHashes.of(table, hashed_rows, radii.allowed, radius)
+    _link_identical_hashes(distinct, union)
+    lefts, rights = _near_candidate_pairs(table, distinct, radii.regular)
+    near_links = _link_near_pairs(lefts, rights, table, radii, union)
 
-    # Exact bytes: rows sharing a sha256 (sorted on its first 8 bytes, then compared whole).
+    groups = union.groups()
+    result = _describe_groups(groups, [union.keeper(members[0]) for members in groups], table)
+    result.summary.update(
+        {
+            "near": _near_summary(radius, radii.buckets, near_links, distinct.searched),
+            "seconds": round(time.monotonic() - started, 3),
+        }
+    )
+    return result
+
+
+def _link_exact_bytes(table, eligible: np.ndarray, union: _UnionFind) -> None:
+    """Join rows sharing a sha256 (sorted on its first 8 bytes, then compared whole)."""
+    sha = table.sha256
     prefix = np.ascontiguousarray(sha[:, :8]).view(np.uint64).ravel()
     for candidates in _equal_groups(prefix, np.flatnonzero(eligible)):
         by_digest: dict[bytes, list[int]] = defaultdict(list)
@@ -65,13 +87,21 @@ def check_dataset(table, thresholds) -> DatasetResult:
         for rows in by_digest.values():
             union.join_all(rows)
 
-    # Near: pHash pairs within the radius allowed for each row's size bucket.
-    has_hash = table.has_phash & eligible
-    hashed_rows = np.flatnonzero(has_hash)
+
+@dataclass(frozen=True)
+class _Radii:
+    """How far each row may link: by size bucket, the tiny one measured on the data."""
+
+    allowed: np.ndarray  # per table row: the largest distance it may link at (-1: none)
+    regular: np.ndarray  # per table row: not tiny, so its crop hashes are matched too
+    buckets: dict  # summary.json's report of each bucket
+
+
+def _radius_per_row(table, hashed_rows: np.ndarray, radius: int) -> _Radii:
     linear = np.sqrt(np.maximum(table.width, 0).astype(np.float64) * np.maximum(table.height, 0))
     tiny = linear < TINY_LINEAR_SIZE
-    allowed = np.full(n, radius, dtype=np.int64)
-    buckets = {
+    allowed = np.full(len(table), radius, dtype=np.int64)
+    buckets: dict[str, dict] = {
         "regular": {
             "images": int((~tiny[hashed_rows]).sum()),
             "radius_used": radius,
@@ -87,66 +117,108 @@ def check_dataset(table, thresholds) -> DatasetResult:
             "linear_size_below_px": TINY_LINEAR_SIZE,
             **tiny_report,
         }
+    return _Radii(allowed, ~tiny, buckets)
 
-    unique, first_index, inverse = np.unique(
-        table.phash[hashed_rows], return_index=True, return_inverse=True
-    )
-    unique_allowed = np.full(unique.size, radius, dtype=np.int64)
-    np.minimum.at(unique_allowed, inverse, allowed[hashed_rows])
-    representative = hashed_rows[first_index]  # a row holding each distinct hash value
-    # Search the distinct full hashes together with the centred-crop hashes of their rows:
-    # a copy cropped a few percent matches a crop hash of the original almost exactly.
-    distinct = unique.size
-    combined = np.concatenate([unique, table.phash_zoom[representative].T.ravel()])
-    search_radius = int(unique_allowed.max()) if distinct else -1
-    pairs = pairs_within(combined, search_radius) if search_radius >= 0 else None
-    same_hash = _equal_groups(inverse, np.arange(hashed_rows.size))
-    for members in same_hash:  # identical pHash: distance 0, allowed unless the bucket forbids it
-        if unique_allowed[inverse[members[0]]] >= 0:
-            union.join_all(hashed_rows[members])
-    near_pairs = 0
-    if pairs is not None and len(pairs):
-        first, second = pairs.first % distinct, pairs.second % distinct
-        first_is_full, second_is_full = pairs.first < distinct, pairs.second < distinct
-        limit = np.minimum(unique_allowed[first], unique_allowed[second])
-        crop_pair = first_is_full != second_is_full  # crop-vs-full; crop-vs-crop pairs add nothing
-        regular_pair = ~tiny[representative[first]] & ~tiny[representative[second]]
-        limit = np.where(
-            crop_pair, np.where(regular_pair, np.minimum(limit, ZOOM_RADIUS), -1), limit
-        )
-        keep = (
-            (first != second)
-            & ((first_is_full & second_is_full) | crop_pair)
-            & (pairs.distance <= limit)
-        )
-        order = np.argsort(pairs.distance[keep], kind="stable")  # closest links first
-        lefts, rights = representative[first[keep][order]], representative[second[keep][order]]
-        for left, right in zip(lefts.tolist(), rights.tolist()):
-            keeper_left, keeper_right = union.keeper(left), union.keeper(right)
-            if keeper_left != keeper_right and _linkable(
-                keeper_left, keeper_right, table, allowed, ~tiny
-            ):
-                union.join(left, right)
-                near_pairs += 1
 
-    groups = union.groups()
-    result = _describe_groups(groups, [union.keeper(members[0]) for members in groups], table, sha)
-    result.summary.update(
-        {
-            "near": {
-                "hash": "pHash, 64 bits (32x32 grayscale, 8x8 lowest DCT frequencies), of the full frame "
-                f"and of centred crops {', '.join(f'{zoom:.0%}' for zoom in ZOOMS)} (matched within {ZOOM_RADIUS} bits)",
-                "search": "exact: multi-index hashing over four 16-bit blocks"
-                if combined.size > BRUTE_FORCE_UP_TO
-                else "exact: brute force",
-                "radius_requested": radius,
-                "size_buckets": buckets,
-                "near_links": near_pairs,
-            },
-            "seconds": round(time.monotonic() - started, 3),
-        }
+@dataclass(frozen=True)
+class _DistinctHashes:
+    """The distinct pHash values among the hashed rows: ten thousand copies are one entry."""
+
+    rows: np.ndarray  # the hashed table rows
+    values: np.ndarray  # distinct pHash values, sorted
+    inverse: np.ndarray  # per hashed row: its index into values
+    representative: np.ndarray  # per value: a table row holding it
+    allowed: np.ndarray  # per value: the smallest radius allowed to any row holding it
+    searched: int  # hashes searched: the values and their rows' crop hashes
+
+    @staticmethod
+    def of(table, rows: np.ndarray, allowed: np.ndarray, radius: int) -> _DistinctHashes:
+        values, first_index, inverse = np.unique(
+            table.phash[rows], return_index=True, return_inverse=True
+        )
+        value_allowed = np.full(values.size, radius, dtype=np.int64)
+        np.minimum.at(value_allowed, inverse, allowed[rows])
+        searched = values.size * (1 + len(ZOOMS))
+        return _DistinctHashes(rows, values, inverse, rows[first_index], value_allowed, searched)
+
+
+def _link_identical_hashes(distinct: _DistinctHashes, union: _UnionFind) -> None:
+    """Join rows with the same pHash (distance 0), unless their size bucket forbids it."""
+    for members in _equal_groups(distinct.inverse, np.arange(distinct.rows.size)):
+        if distinct.allowed[distinct.inverse[members[0]]] >= 0:
+            union.join_all(distinct.rows[members])
+
+
+def _near_candidate_pairs(
+    table, distinct: _DistinctHashes, regular: np.ndarray
+) -> tuple[list[int], list[int]]:
+    """Row pairs whose distinct hashes are within their radius, closest first.
+
+    The distinct full hashes are searched together with the centred-crop hashes of
+    their rows: a copy cropped a few percent matches a crop hash of the original almost
+    exactly. Full-vs-full pairs count within the radius, crop-vs-full ones within
+    ZOOM_RADIUS (regular sizes only), crop-vs-crop ones add nothing.
+    """
+    count = distinct.values.size
+    if not count or int(distinct.allowed.max()) < 0:
+        return [], []
+    combined = np.concatenate(
+        [distinct.values, table.phash_zoom[distinct.representative].T.ravel()]
     )
-    return result
+    pairs = pairs_within(combined, int(distinct.allowed.max()))
+    if not len(pairs):
+        return [], []
+    first, second = pairs.first % count, pairs.second % count
+    first_is_full, second_is_full = pairs.first < count, pairs.second < count
+    limit = np.minimum(distinct.allowed[first], distinct.allowed[second])
+    crop_pair = first_is_full != second_is_full
+    both_regular = (
+        regular[distinct.representative[first]] & regular[distinct.representative[second]]
+    )
+    limit = np.where(crop_pair, np.where(both_regular, np.minimum(limit, ZOOM_RADIUS), -1), limit)
+    keep = (
+        (first != second)
+        & ((first_is_full & second_is_full) | crop_pair)
+        & (pairs.distance <= limit)
+    )
+    order = np.argsort(pairs.distance[keep], kind="stable")
+    lefts = distinct.representative[first[keep][order]]
+    rights = distinct.representative[second[keep][order]]
+    return lefts.tolist(), rights.tolist()
+
+
+def _link_near_pairs(
+    lefts: list[int], rights: list[int], table, radii: _Radii, union: _UnionFind
+) -> int:
+    """Join candidate pairs in order when their groups' keepers are near copies themselves.
+
+    Plain connected components would chain distinct pictures through their copies;
+    requiring the keepers to match keeps two originals apart. Returns the links made.
+    """
+    links = 0
+    for left, right in zip(lefts, rights, strict=True):
+        keeper_left, keeper_right = union.keeper(left), union.keeper(right)
+        if keeper_left != keeper_right and _linkable(
+            keeper_left, keeper_right, table, radii.allowed, radii.regular
+        ):
+            union.join(left, right)
+            links += 1
+    return links
+
+
+def _near_summary(radius: int, buckets: dict, near_links: int, searched: int) -> dict:
+    """The "near" section of the duplicates summary: hash, search, radii, links."""
+    crops = ", ".join(f"{zoom:.0%}" for zoom in ZOOMS)
+    return {
+        "hash": "pHash, 64 bits (32x32 grayscale, 8x8 lowest DCT frequencies), of the full "
+        f"frame and of centred crops {crops} (matched within {ZOOM_RADIUS} bits)",
+        "search": "exact: multi-index hashing over four 16-bit blocks"
+        if searched > BRUTE_FORCE_UP_TO
+        else "exact: brute force",
+        "radius_requested": radius,
+        "size_buckets": buckets,
+        "near_links": near_links,
+    }
 
 
 def keeper_rank(table) -> np.ndarray:
@@ -209,13 +281,14 @@ def measured_radius(hashes: np.ndarray, requested: int) -> tuple[int, dict]:
         report["how"] = "measured: pHash is discriminative enough here; default radius kept"
     elif chosen >= 0:
         report["how"] = (
-            f"tightened: at radius {requested}, {rates[requested]:.2%} of random pairs of distinct images "
-            f"collide (about {rates[requested] * pair_count:,.0f} spurious pairs); radius {chosen} keeps "
-            f"them under {budget:,.0f}"
+            f"tightened: at radius {requested}, {rates[requested]:.2%} of random pairs of "
+            f"distinct images collide (about {rates[requested] * pair_count:,.0f} spurious "
+            f"pairs); radius {chosen} keeps them under {budget:,.0f}"
         )
     else:
         report["how"] = (
-            "near search off: even identical pHashes are common among distinct images; exact duplicates only"
+            "near search off: even identical pHashes are common among distinct images; "
+            "exact duplicates only"
         )
     return chosen, report
 
@@ -226,7 +299,7 @@ def _collapse_copies(hashes: np.ndarray) -> np.ndarray:
         return hashes
     pairs = pairs_within(hashes, COPY_COLLAPSE_RADIUS)
     union = _UnionFind(np.zeros(hashes.size, dtype=np.int64))
-    for left, right in zip(pairs.first.tolist(), pairs.second.tolist()):
+    for left, right in zip(pairs.first.tolist(), pairs.second.tolist(), strict=True):
         union.join(left, right)
     dropped = [member for members in union.groups() for member in members[1:]]
     return np.delete(hashes, dropped)
@@ -246,125 +319,184 @@ def _random_pair_distances(hashes: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------- groups -> findings
 
 
-def _describe_groups(
-    groups: list[list[int]], keepers: list[int], table, sha: np.ndarray
-) -> DatasetResult:
-    labels, splits, paths = table.label, table.split, table.paths
-    phash, zoom, has_hash = table.phash, table.phash_zoom, table.has_phash
-    width, height = table.width, table.height
+@dataclass(frozen=True)
+class _Group:
+    """One group to describe: its rows (sorted), its keeper, and what makes it an error."""
+
+    members: list[int]
+    keeper: int
+    conflict: bool  # members under several labels
+    leak: bool  # members in several splits
+
+
+class _Columns:
+    """The table's columns, read once (each ScanTable property builds a new view)."""
+
+    def __init__(self, table):
+        self.table = table
+        self.sha = table.sha256
+        self.phash, self.zoom, self.has_hash = table.phash, table.phash_zoom, table.has_phash
+        self.width, self.height = table.width, table.height
+        self._label, self._split = table.label, table.split
+
+    def path(self, row: int) -> str:
+        return self.table.paths[row]
+
+    def label(self, row: int) -> str:
+        return self.table.classes[self._label[row]]
+
+    def split(self, row: int) -> str:
+        return self.table.splits[self._split[row]]
+
+    def same_bytes(self, row: int, other: int) -> bool:
+        return bytes(self.sha[row]) == bytes(self.sha[other])
+
+
+def _describe_groups(groups: list[list[int]], keepers: list[int], table) -> DatasetResult:
+    """Kind and distance of every member, its findings, and the duplicates.csv rows."""
+    columns = _Columns(table)
+    ordered = _ordered_groups(groups, keepers, columns)
     pixel_digests: dict[int, str | None] = {}
-
-    described = []
-    for members, keeper in zip(groups, keepers):
-        member_labels = {table.classes[labels[row]] for row in members}
-        member_splits = {table.splits[splits[row]] for row in members}
-        described.append((len(member_labels) > 1, len(member_splits) > 1, members, keeper))
-    # Label conflicts first, then split leaks, then the largest groups.
-    described.sort(key=lambda item: (not item[0], not item[1], -len(item[2]), min(item[2])))
-
     findings: dict[int, list[Finding]] = defaultdict(list)
     rows: list[dict] = []
-    counts = {"exact": 0, "near": 0}
-    conflict_groups = leak_groups = 0
-    for group_id, (conflict, leak, members, keeper) in enumerate(described, start=1):
-        kinds = {}
-        for row in sorted(members):
-            if row == keeper:
-                kind, distance = "exact", 0
-            elif bytes(sha[row]) == bytes(sha[keeper]):
-                kind, distance = "exact", 0
-            else:
-                distance = (
-                    _best_distance(phash, zoom, row, keeper)
-                    if has_hash[row] and has_hash[keeper]
-                    else None
-                )
-                kind = "near"
-                if (
-                    distance is not None
-                    and distance <= PIXEL_CHECK_RADIUS
-                    and (width[row], height[row]) == (width[keeper], height[keeper])
-                ):
-                    keeper_pixels = _pixel_digest(table, keeper, pixel_digests)
-                    if (
-                        keeper_pixels is not None
-                        and _pixel_digest(table, row, pixel_digests) == keeper_pixels
-                    ):
-                        kind = "exact"
-            kinds[row] = kind
-            rows.append(
-                {
-                    "group": group_id,
-                    "kind": kind,
-                    "path": paths[row],
-                    "label": table.classes[labels[row]],
-                    "split": table.splits[splits[row]],
-                    "distance": "" if distance is None else distance,
-                    "keeper": row == keeper,
-                }
-            )
-            if row != keeper:
-                same = "bytes" if bytes(sha[row]) == bytes(sha[keeper]) else "pixels"
-                if kind == "exact":
-                    findings[row].append(
-                        Finding(
-                            "exact_duplicate", f"same {same} as {paths[keeper]} (group {group_id})"
-                        )
-                    )
-                else:
-                    shown = "unknown" if distance is None else distance
-                    findings[row].append(
-                        Finding(
-                            "near_duplicate",
-                            f"pHash distance {shown} to {paths[keeper]} (group {group_id})",
-                        )
-                    )
-        counts["exact" if all(kind == "exact" for kind in kinds.values()) else "near"] += 1
-        if conflict:
-            conflict_groups += 1
-            by_label = defaultdict(list)
-            for row in sorted(members):
-                by_label[table.classes[labels[row]]].append(paths[row])
-            listing = ", ".join(
-                f"{label} ({_some(found)})" for label, found in sorted(by_label.items())
-            )
-            for row in members:
+    exact_groups = 0
+    for group_id, group in enumerate(ordered, start=1):
+        all_exact = True
+        for row in group.members:
+            kind, distance = _member_kind(columns, row, group.keeper, pixel_digests)
+            all_exact = all_exact and kind == "exact"
+            rows.append(_duplicates_row(columns, group_id, row, group.keeper, kind, distance))
+            if row != group.keeper:
                 findings[row].append(
-                    Finding(
-                        "label_conflict",
-                        f"the same picture is filed under {len(by_label)} labels: {listing} (group {group_id})",
-                    )
+                    _duplicate_finding(columns, group_id, row, group.keeper, kind, distance)
                 )
-        if leak:
-            leak_groups += 1
-            for row in members:
-                here = table.splits[splits[row]]
-                others = [
-                    paths[other] for other in sorted(members) if table.splits[splits[other]] != here
-                ]
-                other_splits = sorted({table.splits[splits[other]] for other in members} - {here})
-                findings[row].append(
-                    Finding(
-                        "split_leak",
-                        f"also in {', '.join(other_splits)}: {_some(others)} (group {group_id})",
-                    )
-                )
+        exact_groups += all_exact
+        if group.conflict:
+            conflict = _label_conflict(columns, group_id, group.members)
+            for row in group.members:
+                findings[row].append(conflict)
+        if group.leak:
+            for row in group.members:
+                findings[row].append(_split_leak(columns, group_id, group.members, row))
 
     in_groups = sum(len(members) for members in groups)
     summary = {
         "groups": len(groups),
-        "exact_groups": counts["exact"],
-        "near_groups": counts["near"],
+        "exact_groups": exact_groups,
+        "near_groups": len(groups) - exact_groups,
         "files_in_groups": in_groups,
         "redundant_files": in_groups - len(groups),
-        "label_conflict_groups": conflict_groups,
-        "split_leak_groups": leak_groups,
+        "label_conflict_groups": sum(group.conflict for group in ordered),
+        "split_leak_groups": sum(group.leak for group in ordered),
     }
-    return DatasetResult(summary, dict(findings), [], report_rows={"duplicates.csv": rows})
+    return DatasetResult(summary, dict(findings), [], report_rows={DUPLICATES.name: rows})
+
+
+def _ordered_groups(groups: list[list[int]], keepers: list[int], columns: _Columns) -> list[_Group]:
+    """Groups in report order: label conflicts first, then split leaks, then the largest."""
+    described = [
+        _Group(
+            sorted(members),
+            keeper,
+            conflict=len({columns.label(row) for row in members}) > 1,
+            leak=len({columns.split(row) for row in members}) > 1,
+        )
+        for members, keeper in zip(groups, keepers, strict=True)
+    ]
+    described.sort(
+        key=lambda group: (
+            not group.conflict,
+            not group.leak,
+            -len(group.members),
+            min(group.members),
+        )
+    )
+    return described
+
+
+def _member_kind(
+    columns: _Columns, row: int, keeper: int, pixel_digests: dict[int, str | None]
+) -> tuple[str, int | None]:
+    """("exact" or "near", pHash distance to the keeper or None when either has no hash).
+
+    Same bytes is exact at distance 0; a near member this close, of the keeper's size,
+    is decoded and called exact when its pixels are identical.
+    """
+    if row == keeper or columns.same_bytes(row, keeper):
+        return "exact", 0
+    if not (columns.has_hash[row] and columns.has_hash[keeper]):
+        return "near", None
+    distance = _best_distance(columns.phash, columns.zoom, row, keeper)
+    if (
+        distance <= PIXEL_CHECK_RADIUS
+        and (columns.width[row], columns.height[row])
+        == (columns.width[keeper], columns.height[keeper])
+        and _same_pixels(columns.table, row, keeper, pixel_digests)
+    ):
+        return "exact", distance
+    return "near", distance
+
+
+def _same_pixels(table, row: int, keeper: int, pixel_digests: dict[int, str | None]) -> bool:
+    keeper_pixels = _pixel_digest(table, keeper, pixel_digests)
+    return keeper_pixels is not None and _pixel_digest(table, row, pixel_digests) == keeper_pixels
+
+
+def _duplicates_row(
+    columns: _Columns, group_id: int, row: int, keeper: int, kind: str, distance: int | None
+) -> dict:
+    return {
+        "group": group_id,
+        "kind": kind,
+        "path": columns.path(row),
+        "label": columns.label(row),
+        "split": columns.split(row),
+        "distance": "" if distance is None else distance,
+        "keeper": row == keeper,
+    }
+
+
+def _duplicate_finding(
+    columns: _Columns, group_id: int, row: int, keeper: int, kind: str, distance: int | None
+) -> Finding:
+    """exact_duplicate or near_duplicate of a member that is not the keeper."""
+    if kind == "exact":
+        same = "bytes" if columns.same_bytes(row, keeper) else "pixels"
+        return Finding(
+            "exact_duplicate", f"same {same} as {columns.path(keeper)} (group {group_id})"
+        )
+    shown = "unknown" if distance is None else distance
+    return Finding(
+        "near_duplicate",
+        f"pHash distance {shown} to {columns.path(keeper)} (group {group_id})",
+    )
+
+
+def _label_conflict(columns: _Columns, group_id: int, members: list[int]) -> Finding:
+    """The label_conflict every member of a group with several labels gets."""
+    by_label: dict[str, list[str]] = defaultdict(list)
+    for row in members:
+        by_label[columns.label(row)].append(columns.path(row))
+    listing = ", ".join(f"{label} ({_some(found)})" for label, found in sorted(by_label.items()))
+    return Finding(
+        "label_conflict",
+        f"the same picture is filed under {len(by_label)} labels: {listing} (group {group_id})",
+    )
+
+
+def _split_leak(columns: _Columns, group_id: int, members: list[int], row: int) -> Finding:
+    """The split_leak of one member: the group's files in the other splits."""
+    here = columns.split(row)
+    others = [columns.path(other) for other in members if columns.split(other) != here]
+    other_splits = sorted({columns.split(other) for other in members} - {here})
+    return Finding(
+        "split_leak", f"also in {', '.join(other_splits)}: {_some(others)} (group {group_id})"
+    )
 
 
 def _best_distance(phash: np.ndarray, zoom: np.ndarray, row: int, keeper: int) -> int:
-    """Bits between two pictures: full frame against full frame, or a crop against the other's frame."""
+    """Bits between two pictures: full frame against full frame, or a crop against the
+    other's full frame, whichever is closest."""
     candidates = np.concatenate(
         [phash[[keeper]] ^ phash[[row]], zoom[keeper] ^ phash[row], zoom[row] ^ phash[keeper]]
     )
@@ -446,3 +578,28 @@ class _UnionFind:
         for item in sorted(self.parent):
             members[self.find(item)].append(item)
         return [group for group in members.values() if len(group) > 1]
+
+
+class DuplicatesCheck(Check):
+    """Exact and near duplicate groups; label conflicts and split leaks (dataset)."""
+
+    name = "duplicates"
+    codes = ("exact_duplicate", "near_duplicate", "label_conflict", "split_leak")
+    thresholds = (
+        Threshold(
+            "near_radius",
+            DEFAULT_RADIUS,
+            "near duplicates: pHash Hamming distance at most BITS of 64 (default: {default}, "
+            "measured; tightened automatically for tiny images)",
+            minimum=0,
+            maximum=31,
+            metavar="BITS",
+        ),
+    )
+    tables = (DUPLICATES,)
+
+    def check_dataset(self, table, thresholds):
+        return check_dataset(table, thresholds)
+
+    def report_values(self, section: dict) -> dict:
+        return {"duplicates": section}

@@ -9,8 +9,12 @@ the test suite checks every decision against TensorFlow on generated fixtures.
 from __future__ import annotations
 
 from audit import formats
+from audit.checks.base import Check, Threshold
 from audit.inspect import Facts
 from audit.records import Finding
+
+# Pillow's own default warning threshold (Image.MAX_IMAGE_PIXELS), about 89.5 megapixels.
+DEFAULT_MAX_PIXELS = 89_478_485
 
 _ORIENTATIONS = {
     2: "mirrored",
@@ -72,7 +76,8 @@ def _format_support(facts: Facts, sniffed: formats.Container, label: str) -> lis
     if sniffed.name in formats.TF_DECODABLE and not formats.keras_keeps(facts.relpath):
         extension = formats.extension_of(facts.relpath) or "extension-less"
         reasons.append(
-            f"Keras's image_dataset_from_directory skips '{extension}' files; the content is {label}"
+            f"Keras's image_dataset_from_directory skips '{extension}' files; "
+            f"the content is {label}"
         )
     return [Finding("unsupported_format", "; ".join(reasons))] if reasons else []
 
@@ -83,7 +88,8 @@ def _decodability(facts: Facts, label: str, max_pixels: int) -> list[Finding]:
         return [
             Finding(
                 "decompression_bomb",
-                f"{facts.width}x{facts.height} = {pixels:,} pixels is over the limit of {max_pixels:,}; not decoded",
+                f"{facts.width}x{facts.height} = {pixels:,} pixels is over the limit of "
+                f"{max_pixels:,}; not decoded",
             )
         ]
     structure = facts.structure
@@ -151,3 +157,36 @@ def _presentation(facts: Facts) -> list[Finding]:
             )
         )
     return findings
+
+
+class IntegrityCheck(Check):
+    """Will the file decode in training, as TensorFlow and Keras read it (per file)."""
+
+    name = "integrity"
+    codes = (
+        "empty_file",
+        "not_an_image",
+        "truncated",
+        "corrupt_data",
+        "unsupported_format",
+        "decompression_bomb",
+        "unreadable",
+        "extension_mismatch",
+        "trailing_data",
+        "bmp_palette_ignored",
+        "missing_jfif_marker",
+        "exif_rotated",
+        "non_rgb_mode",
+    )
+    thresholds = (
+        Threshold(
+            "max_pixels",
+            DEFAULT_MAX_PIXELS,
+            "decompression-bomb limit: larger images are never decoded (default: {default})",
+            minimum=1,
+            per_file=True,
+        ),
+    )
+
+    def check_file(self, facts, found, thresholds):
+        return check_file(facts, thresholds.max_pixels)

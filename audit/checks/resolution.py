@@ -17,6 +17,7 @@ import math
 
 import numpy as np
 
+from audit.checks.base import Check, Threshold
 from audit.inspect import Facts
 from audit.records import DatasetResult, Finding
 
@@ -80,7 +81,8 @@ def check_dataset(table, thresholds) -> DatasetResult:
     )
 
     findings: dict[int, list[Finding]] = {}
-    # The tolerance keeps an exact factor of min_factor (e.g. 64 px among 32 px) on the outlier side.
+    # The tolerance keeps an exact factor of min_factor (e.g. 64 px among 32 px) on the
+    # outlier side.
     for position in np.flatnonzero(np.abs(log_size - median) >= allowed - 1e-9):
         row = int(rows[position])
         side = float(linear[position])
@@ -89,9 +91,65 @@ def check_dataset(table, thresholds) -> DatasetResult:
         findings[row] = [
             Finding(
                 "resolution_outlier",
-                f"{width[row]}x{height[row]}: linear size {side:.0f} px is {factor:.1f}x {direction} "
+                f"{width[row]}x{height[row]}: linear size {side:.0f} px "
+                f"is {factor:.1f}x {direction} "
                 f"than the median {median_side:.0f} px (usual range {lower:.0f}-{upper:.0f} px)",
             )
         ]
     summary["outliers"] = len(findings)
     return DatasetResult(summary, findings, [])
+
+
+class ResolutionCheck(Check):
+    """tiny_image and odd_aspect_ratio per file; resolution_outlier over the dataset."""
+
+    name = "resolution"
+    codes = ("tiny_image", "odd_aspect_ratio", "resolution_outlier")
+    thresholds = (
+        Threshold(
+            "min_side",
+            32,
+            "tiny_image below this side (default: {default}; 0 turns it off)",
+            minimum=0,
+            per_file=True,
+            metavar="PX",
+        ),
+        Threshold(
+            "max_aspect_ratio",
+            3.0,
+            "odd_aspect_ratio above long/short side R (default: {default})",
+            minimum=1,
+            per_file=True,
+            metavar="R",
+        ),
+        Threshold(
+            "outlier_mad_k",
+            3.5,
+            "resolution_outlier at K robust deviations (1.4826 x MAD of log2 linear size) "
+            "from the median (default: {default})",
+            minimum=0,
+            above_minimum=True,
+            metavar="K",
+        ),
+        Threshold(
+            "outlier_min_factor",
+            2.0,
+            "... and at least F times smaller or larger than the median linear size "
+            "(default: {default})",
+            minimum=1,
+            metavar="F",
+        ),
+    )
+    # The outlier rule's figures sit beside the thresholds they come from.
+    summary_path = ("thresholds", "resolution_outlier")
+
+    def check_file(self, facts, found, thresholds):
+        return check_file(facts, list(found), thresholds)
+
+    def check_dataset(self, table, thresholds):
+        return check_dataset(table, thresholds)
+
+    def report_values(self, section: dict) -> dict:
+        if "lower_side_px" not in section:
+            return {}
+        return {"scatter_bounds": (section["lower_side_px"], section["upper_side_px"])}

@@ -1,0 +1,30 @@
+"""The "could not run" family: errors whose cause is the input, not a bug (exit 2).
+
+Raised where the problem is found, with a message that names the path or value at
+fault and says what is allowed; caught once, by the error boundary both CLIs share
+(audit.boundary), which prints the message on one line and exits with `exit_code`.
+Anything else that escapes a command is a bug: exit 3 with the trace.
+"""
+
+from __future__ import annotations
+
+EXIT_CANNOT_RUN = 2
+
+
+class UserError(Exception):
+    """The command cannot run as asked; the message says why and what is expected."""
+
+    exit_code = EXIT_CANNOT_RUN
+
+
+class MissingDependency(UserError, ImportError):
+    """An optional extra is not installed; the message carries the install command."""
+
+
+class AlreadyExists(UserError, FileExistsError):
+    """A file or folder the command would create is already there (never overwritten)."""
+
+
+class InvalidArgument(UserError, ValueError):
+    """A value passed to a library function or an option is not allowed; the message
+    says what is."""

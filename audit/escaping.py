@@ -1,0 +1,45 @@
+"""One escaping per medium: HTML, Markdown, and lines on a terminal.
+
+File and class names come from whoever made the dataset: they may hold HTML, Markdown
+syntax, newlines, terminal control sequences or bytes that are not UTF-8 (kept by
+Python as surrogate escapes). Every place that shows a name uses one of these:
+
+* html: markupsafe's escaping (what Jinja's autoescape applies to the templates);
+* markdown: control characters shown as escapes, HTML as entities (safe in any
+  renderer), Markdown syntax and table pipes backslash-escaped: a name can neither
+  start a new line or table cell nor become a link or an element;
+* terminal: control characters (newline, carriage return, ESC...) shown as Python
+  escapes, so a name cannot forge extra lines on stderr or move the cursor.
+"""
+
+from __future__ import annotations
+
+from markupsafe import Markup, escape
+
+
+def html(text: object) -> Markup:
+    """text safe inside HTML element content and quoted attributes."""
+    return escape(str(text))
+
+
+def _visible(char: str) -> str:
+    if char.isprintable() or char == " ":
+        return char
+    escaped = repr(char)[1:-1]  # '\n', '\x1b', '\u2028', '\udcff'
+    return escaped if escaped != char else f"\\x{ord(char):02x}"
+
+
+def terminal(text: object) -> str:
+    """text on one terminal line: every non-printable character shown as an escape."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(_visible(char) for char in text)
+
+
+def markdown(text: object) -> str:
+    """text safe inside Markdown, a table cell included: shown literally, on one line."""
+    text = terminal(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    for char in "\\`*_[]()#|!~{}":
+        text = text.replace(char, "\\" + char)
+    return text

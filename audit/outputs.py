@@ -1,0 +1,49 @@
+"""Where the tools write: the default report folders, and never inside a dataset.
+
+The default report folder of a dataset is `reports/<folder name>-<8 hex>`, the hex
+being the start of the sha256 of its resolved path: two datasets whose folders share
+a name (`a/train`, `b/train`) get two report folders instead of overwriting each
+other's reports, and the same dataset always gets the same folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from audit.errors import UserError
+
+REPORTS = Path("reports")
+
+
+class OutputInsideDataset(UserError, ValueError):
+    """A path the tool would write resolves inside the dataset it reads."""
+
+
+def dataset_key(root: str | os.PathLike) -> str:
+    """`<folder name>-<8 hex of the resolved path>`: unique per dataset, stable across runs."""
+    resolved = Path(root).expanduser().resolve()
+    digest = hashlib.sha256(os.fsencode(resolved)).hexdigest()[:8]
+    return f"{resolved.name or 'dataset'}-{digest}"
+
+
+def default_report_dir(
+    root: str | os.PathLike, base: str | os.PathLike = REPORTS, suffix: str = ""
+) -> Path:
+    """The report folder a dataset gets when none is given (suffix e.g. '-check')."""
+    return Path(base) / f"{dataset_key(root)}{suffix}"
+
+
+def refuse_inside(folders: Iterable[Path], path: Path, option: str) -> None:
+    """OutputInsideDataset when path resolves to one of folders or below one."""
+    resolved_path = path.resolve()
+    for folder in folders:
+        resolved = folder.resolve()
+        if resolved_path == resolved or resolved in resolved_path.parents:
+            raise OutputInsideDataset(
+                f"{option} {path} is inside the dataset ({folder}); the audit never writes "
+                "into the folders it reads. Choose a place outside it (default: "
+                f"{REPORTS}/<dataset name>-<hash>)."
+            )

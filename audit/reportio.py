@@ -1,0 +1,402 @@
+"""The report contract on disk: the one module that writes and reads a report folder.
+
+Writers and readers share the column lists below. Reading checks the contract: the
+columns a table must have, complete rows (a row with too few or too many fields is a
+truncated or foreign file), typed values, and as many images.csv rows as summary.json
+counts files. Anything else is one `ReportError` (exit 2) that says to re-scan.
+
+Reports written by 0.1.0 have exactly these files and columns, and read as they are.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+from audit import hashing
+from audit.errors import UserError
+from audit.records import FileRecord
+
+SUMMARY_NAME = "summary.json"
+REQUIRED_SUMMARY_KEYS = ("tool", "root", "files", "usable", "severity_counts", "classes")
+RESCAN = "re-scan the dataset (python -m audit scan ROOT --out REPORT_DIR)"
+
+
+@dataclass(frozen=True)
+class ReportTable:
+    """A CSV table of a report: its name (the file is NAME.csv) and its columns."""
+
+    name: str
+    columns: tuple[str, ...]
+
+    @property
+    def file_name(self) -> str:
+        return f"{self.name}.csv"
+
+
+IMAGES = ReportTable(
+    "images",
+    (
+        "path",
+        "label",
+        "split",
+        "bytes",
+        "format",
+        "mode",
+        "width",
+        "height",
+        "sha256",
+        "phash",
+        "severity",
+        "issues",
+        "reasons",
+        "phash_zoom",
+        "mtime_ns",
+    ),
+)
+FINDINGS = ReportTable("findings", ("path", "label", "severity", "code", "reason"))
+DUPLICATES = ReportTable(
+    "duplicates", ("group", "kind", "path", "label", "split", "distance", "keeper")
+)
+
+
+class ReportError(UserError, ValueError):
+    """The report folder is missing, truncated, foreign, or stale for the files on disk."""
+
+
+# ---------------------------------------------------------------- typed rows
+
+
+@dataclass(frozen=True)
+class ImageRow:
+    """One row of images.csv."""
+
+    path: str  # POSIX, relative to ROOT
+    label: str
+    split: str
+    bytes: int
+    format: str
+    mode: str
+    width: int | None
+    height: int | None
+    sha256: str
+    phash: str
+    severity: str
+    issues: str  # ';'-separated codes
+    reasons: str
+    phash_zoom: str
+    mtime_ns: int | None  # None in a report that did not record it
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        return tuple(code for code in self.issues.split(";") if code)
+
+
+@dataclass(frozen=True)
+class FindingRow:
+    """One row of findings.csv."""
+
+    path: str
+    label: str
+    severity: str
+    code: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class DuplicateRow:
+    """One row of duplicates.csv."""
+
+    group: int
+    kind: str
+    path: str
+    label: str
+    split: str
+    distance: int | None
+    keeper: bool
+
+
+def _optional_int(text: str) -> int | None:
+    return int(text) if text != "" else None
+
+
+def _image_row(values: dict[str, str]) -> ImageRow:
+    return ImageRow(
+        path=values["path"],
+        label=values["label"],
+        split=values.get("split", ""),
+        bytes=int(values["bytes"]),
+        format=values["format"],
+        mode=values.get("mode", ""),
+        width=_optional_int(values["width"]),
+        height=_optional_int(values["height"]),
+        sha256=values["sha256"],
+        phash=values["phash"],
+        severity=values["severity"],
+        issues=values["issues"],
+        reasons=values.get("reasons", ""),
+        phash_zoom=values.get("phash_zoom", ""),
+        mtime_ns=_optional_int(values.get("mtime_ns", "")),
+    )
+
+
+def _finding_row(values: dict[str, str]) -> FindingRow:
+    return FindingRow(**{name: values[name] for name in FINDINGS.columns})
+
+
+def _duplicate_row(values: dict[str, str]) -> DuplicateRow:
+    if values["keeper"] not in ("True", "False"):
+        raise ValueError(f"keeper must be True or False, got {values['keeper']!r}")
+    return DuplicateRow(
+        group=int(values["group"]),
+        kind=values["kind"],
+        path=values["path"],
+        label=values["label"],
+        split=values.get("split", ""),
+        distance=_optional_int(values["distance"]),
+        keeper=values["keeper"] == "True",
+    )
+
+
+# Columns a reader cannot do without (0.1.0 wrote all of IMAGES.columns).
+_REQUIRED = {
+    IMAGES.name: ("path", "label", "bytes", "format", "width", "height", "sha256", "phash")
+    + ("severity", "issues"),
+    FINDINGS.name: FINDINGS.columns,
+    DUPLICATES.name: ("group", "kind", "path", "label", "distance", "keeper"),
+}
+
+Row = TypeVar("Row")
+
+
+def read_table(path: Path, table: ReportTable, make: Callable[[dict[str, str]], Row]) -> list[Row]:
+    """Every row of one report table, typed; ReportError naming the file and line at fault."""
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            return list(_parse(handle, path, table, make))
+    except FileNotFoundError:
+        raise ReportError(f"no {table.file_name} in {path.parent}; {RESCAN}") from None
+    except UnicodeDecodeError as error:
+        raise ReportError(f"{path} is not UTF-8 text ({error.reason}); {RESCAN}") from None
+    except (OSError, csv.Error) as error:
+        raise ReportError(f"cannot read {path}: {error}; {RESCAN}") from None
+
+
+def _parse(handle: IO[str], path: Path, table: ReportTable, make) -> Iterator:
+    reader = csv.reader(handle)
+    header = next(reader, None)
+    if header is None:
+        raise ReportError(f"{path} is empty; {RESCAN}")
+    missing = [name for name in _REQUIRED[table.name] if name not in header]
+    if missing:
+        raise ReportError(
+            f"{path} lacks column(s) {', '.join(missing)}: not an image-audit {table.file_name}; "
+            f"{RESCAN}"
+        )
+    for values in reader:
+        if len(values) != len(header):
+            raise ReportError(
+                f"{path} line {reader.line_num} has {len(values)} field(s), expected "
+                f"{len(header)}: the file is truncated or was edited; {RESCAN}"
+            )
+        try:
+            yield make(dict(zip(header, values, strict=True)))
+        except (ValueError, TypeError) as error:
+            raise ReportError(f"{path} line {reader.line_num}: {error}; {RESCAN}") from None
+
+
+def read_summary(folder: str | os.PathLike) -> dict:
+    """summary.json of a report folder, checked for the keys every reader relies on."""
+    path = Path(folder) / SUMMARY_NAME
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ReportError(
+            f"no audit report in {Path(folder)} ({SUMMARY_NAME} is missing); {RESCAN}"
+        ) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ReportError(f"cannot read {path}: {error}; {RESCAN}") from None
+    if not isinstance(summary, dict):
+        raise ReportError(f"{path} is not an image-audit summary (not a JSON object); {RESCAN}")
+    missing = [key for key in REQUIRED_SUMMARY_KEYS if key not in summary]
+    if missing or summary.get("tool") != "image-audit":
+        lacks = f"lacks {', '.join(missing)}" if missing else "was written by another tool"
+        raise ReportError(f"{path} {lacks}: not a complete image-audit summary; {RESCAN}")
+    return summary
+
+
+class Report:
+    """An audit report folder, read through the contract.
+
+    `Report(folder)` reads and checks summary.json at once; the tables are read on
+    demand, each time they are asked for.
+    """
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+        self.summary = read_summary(self.folder)
+
+    @property
+    def root(self) -> Path:
+        """The dataset folder the report was made from."""
+        return Path(self.summary["root"])
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(entry["name"] for entry in self.summary["classes"])
+
+    def path(self, table: ReportTable) -> Path:
+        return self.folder / table.file_name
+
+    def images(self) -> list[ImageRow]:
+        """Every images.csv row; refused when the count differs from summary.json's."""
+        rows = read_table(self.path(IMAGES), IMAGES, _image_row)
+        if len(rows) != self.summary["files"]:
+            raise ReportError(
+                f"{self.path(IMAGES)} has {len(rows)} row(s) but {SUMMARY_NAME} counts "
+                f"{self.summary['files']} file(s): the report is incomplete; {RESCAN}"
+            )
+        return rows
+
+    def findings(self) -> list[FindingRow]:
+        return read_table(self.path(FINDINGS), FINDINGS, _finding_row)
+
+    def duplicates(self) -> list[DuplicateRow]:
+        return read_table(self.path(DUPLICATES), DUPLICATES, _duplicate_row)
+
+
+# ---------------------------------------------------------------- staleness
+
+
+def matches_row(info: os.stat_result, row: ImageRow) -> bool:
+    """Whether a file's size and modification time are still those its row recorded."""
+    return info.st_size == row.bytes and (row.mtime_ns is None or info.st_mtime_ns == row.mtime_ns)
+
+
+@dataclass(frozen=True)
+class Staleness:
+    """Files changed, removed and added since a report was made."""
+
+    changed: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    added: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.changed or self.removed or self.added)
+
+    def describe(self) -> str:
+        examples = (self.changed + self.removed + self.added)[:5]
+        return (
+            f"{len(self.changed)} file(s) changed, {len(self.added)} new, {len(self.removed)} "
+            f"removed since the scan (e.g. {', '.join(examples)})"
+        )
+
+
+def report_is_stale(report: Report, rows: Iterable[ImageRow] | None = None) -> Staleness:
+    """Which files changed, vanished or appeared under ROOT since the report: empty
+    (false) when the report still describes the files on disk."""
+    from audit.dataset import discover, resolve
+
+    rows = list(report.images() if rows is None else rows)
+    root = report.root
+    changed, removed = [], []
+    for row in rows:
+        try:
+            info = os.stat(resolve(root, row.path))
+        except OSError:
+            removed.append(row.path)
+            continue
+        if not matches_row(info, row):
+            changed.append(row.path)
+    known = {row.path for row in rows}
+    # New files are looked for under ROOT only (a report with --against spans another root).
+    spans_another_root = any(row.path.startswith("../") for row in rows)
+    added = []
+    if root.is_dir() and not spans_another_root:
+        added = [
+            entry.relpath for entry in discover(root).iter_files() if entry.relpath not in known
+        ]
+    return Staleness(tuple(changed), tuple(removed), tuple(added))
+
+
+# ---------------------------------------------------------------- writing
+
+
+@contextmanager
+def atomic_text(path: Path) -> Iterator[IO[str]]:
+    """Write to a temporary sibling, then rename over path: never a half-written file."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(temporary, "w", encoding="utf-8", newline="") as handle:
+        yield handle
+    os.replace(temporary, path)
+
+
+def write_table(folder: Path, table: ReportTable, rows: Iterable[dict[str, Any]]) -> Path:
+    """One report table from dict rows (keys: the table's columns)."""
+    path = folder / table.file_name
+    with atomic_text(path) as handle:
+        writer = csv.DictWriter(handle, table.columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def write_summary(folder: Path, summary: dict) -> Path:
+    """summary.json; refuses values that are not JSON (NaN, infinity)."""
+    path = folder / SUMMARY_NAME
+    with atomic_text(path) as handle:
+        json.dump(summary, handle, indent=2, ensure_ascii=False, allow_nan=False)
+        handle.write("\n")
+    return path
+
+
+class RecordWriter:
+    """Streams records into images.csv and findings.csv (one row per file, one per finding)."""
+
+    def __init__(self, images: IO[str], findings: IO[str]):
+        self._images = csv.writer(images)
+        self._findings = csv.writer(findings)
+        self._images.writerow(IMAGES.columns)
+        self._findings.writerow(FINDINGS.columns)
+
+    def write(self, record: FileRecord, severity: str, codes: tuple[str, ...]) -> None:
+        self._images.writerow(image_values(record, severity, codes))
+        for finding in record.findings:
+            self._findings.writerow(
+                (record.path, record.label, finding.severity, finding.code, finding.reason)
+            )
+
+
+@contextmanager
+def record_writer(folder: Path) -> Iterator[RecordWriter]:
+    """images.csv and findings.csv of folder, written atomically together."""
+    with atomic_text(folder / IMAGES.file_name) as images:
+        with atomic_text(folder / FINDINGS.file_name) as findings:
+            yield RecordWriter(images, findings)
+
+
+def image_values(record: FileRecord, severity: str, codes: tuple[str, ...]) -> tuple:
+    """One images.csv row, in IMAGES.columns order."""
+    return (
+        record.path,
+        record.label,
+        record.split,
+        record.bytes,
+        record.format,
+        record.mode,
+        "" if record.width is None else record.width,
+        "" if record.height is None else record.height,
+        record.sha256,
+        hashing.to_hex(record.phash),
+        severity,
+        ";".join(codes),
+        " | ".join(finding.reason for finding in record.findings),
+        hashing.zoom_to_hex(record.phash_zoom),
+        record.mtime_ns,
+    )
