@@ -181,9 +181,11 @@ def _near_candidate_pairs(
         & ((first_is_full & second_is_full) | crop_pair)
         & (pairs.distance <= limit)
     )
-    order = np.argsort(pairs.distance[keep], kind="stable")
-    lefts = distinct.representative[first[keep][order]]
-    rights = distinct.representative[second[keep][order]]
+    # Closest first; ties in a fixed order (the search's own order varies with its threads).
+    first, second = first[keep], second[keep]
+    order = np.lexsort((second, first, pairs.distance[keep]))
+    lefts = distinct.representative[first[order]]
+    rights = distinct.representative[second[order]]
     return lefts.tolist(), rights.tolist()
 
 
