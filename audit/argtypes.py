@@ -90,3 +90,25 @@ def text(value: str) -> str:
     if not value.strip():
         raise argparse.ArgumentTypeError("must not be empty")
     return value
+
+
+AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def age(value: str) -> float:
+    """An age in seconds: `90`, `30m`, `12h`, `7d`, `2w` (s, m, h, d, w); not negative."""
+    text_value = value.strip().lower()
+    unit = AGE_UNITS.get(text_value[-1:]) if text_value else None
+    number_part = text_value[:-1] if unit is not None else text_value
+    try:
+        amount = float(number_part)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not an age: a number of seconds, or a number followed by "
+            "s, m, h, d or w (e.g. 7d, 12h, 30m)"
+        ) from None
+    seconds = amount * (unit or 1)
+    problem = check_range(seconds, minimum=0)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{value} {problem}")
+    return seconds

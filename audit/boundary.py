@@ -36,8 +36,9 @@ def run_command(parser: argparse.ArgumentParser, argv: list[str] | None, program
     except UserError as error:
         print(f"{program}: error: {terminal(str(error))}", file=sys.stderr)
         return error.exit_code
-    except KeyboardInterrupt:
-        print(f"{program}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as interruption:
+        detail = f": {terminal(str(interruption))}" if str(interruption) else ""
+        print(f"{program}: interrupted{detail}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception:  # the one boundary: anything unexpected is exit 3, with the trace
         traceback.print_exc()

@@ -3,15 +3,14 @@
 Writes into OUT: the scan's reports, the Great Expectations project and its Data Docs
 site (OUT/gx-project/gx/uncommitted/data_docs/local_site/), validation_result.json, and
 check.html / check.md: the check's own summary, readable offline (Data Docs load their
-styles from CDNs). Two checks on the same OUT run one after the other (a file lock); the
-history takes concurrent writers from several OUT folders as well (SQLite transactions).
+styles from CDNs). A second check (or scan) on the same OUT while one runs is refused at
+once, naming the process that holds it (audit.lock); the history takes concurrent
+writers from several OUT folders (SQLite transactions).
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,6 +19,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from audit import expectations, history
 from audit.escaping import markdown
+from audit.lock import folder_lock
 from audit.reportio import Report
 from audit.scan import scan
 
@@ -38,14 +38,6 @@ class CheckResult:
         return 0 if self.success else 1
 
 
-@contextmanager
-def _exclusive(lock_path: Path):
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
-        yield
-
-
 def run_check(
     root: str | os.PathLike,
     suite_path: str | os.PathLike,
@@ -53,12 +45,15 @@ def run_check(
     history_path: str | os.PathLike = DEFAULT_HISTORY,
     jobs: int | None = None,
     progress=None,
+    rehash: bool | float = False,
 ) -> CheckResult:
-    """Check ROOT against the suite; SuiteError (exit 2) when the suite cannot be used."""
+    """Check ROOT against the suite; SuiteError (exit 2) when the suite cannot be used.
+
+    rehash: as scan()'s (re-read cached files to find changed_in_place)."""
     suite = expectations.load_suite(suite_path)
     out_path = Path(out).absolute()
-    with _exclusive(out_path / ".check.lock"):
-        scanned = scan(root, out_path, jobs=jobs, fail_on="never", progress=progress)
+    with folder_lock(out_path, "check"):  # one writer per folder: a second check exits 2
+        scanned = scan(root, out_path, jobs=jobs, fail_on="never", progress=progress, rehash=rehash)
         outcome = expectations.run_checkpoint(out_path, suite, out_path / "gx-project")
         summary = scanned.summary
         run = history.Run(

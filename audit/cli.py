@@ -74,6 +74,7 @@ def build_parser(registry: Registry = REGISTRY) -> argparse.ArgumentParser:
     scan.add_argument(
         "--no-cache", action="store_true", help="inspect every file again, and keep no cache"
     )
+    _add_rehash_options(scan)
     scan.add_argument(
         "--engine",
         choices=("local", "dask"),
@@ -96,9 +97,10 @@ def build_parser(registry: Registry = REGISTRY) -> argparse.ArgumentParser:
         "quarantine",
         help="move flagged files out of the dataset, with a manifest that restores them",
         description="Move the files a report flags (default: every file with an error) out of "
-        "ROOT into a quarantine folder, keeping their paths, and write manifest.jsonl there. "
-        "Refuses (moving nothing) when a file changed since the report or a destination "
-        "exists; verifies sha256 after each move.",
+        "ROOT into a new quarantine folder, keeping their paths; manifest.jsonl there is a "
+        "journal (intent before each move, done after it is verified) that `restore` undoes "
+        "after any interruption. Refuses (moving nothing) when a file changed since the "
+        "report. Exit 1 when a file changed during its move (it is put back).",
     )
     quarantine.add_argument(
         "report", metavar="REPORT_DIR", help="output folder of `python -m audit scan`"
@@ -113,7 +115,9 @@ def build_parser(registry: Registry = REGISTRY) -> argparse.ArgumentParser:
         help="every file at or above this severity (default: error)",
     )
     quarantine.add_argument(
-        "--to", metavar="DIR", help="quarantine folder (default: REPORT_DIR/quarantine-<UTC time>)"
+        "--to",
+        metavar="DIR",
+        help="a new or empty quarantine folder (default: REPORT_DIR/quarantine-<UTC time>)",
     )
     quarantine.add_argument(
         "--dry-run", action="store_true", help="list what would move; move nothing"
@@ -123,8 +127,11 @@ def build_parser(registry: Registry = REGISTRY) -> argparse.ArgumentParser:
     restore = commands.add_parser(
         "restore",
         help="put quarantined files back (from a manifest.jsonl)",
-        description="Move every file of a quarantine manifest back to where it was, verifying "
-        "its sha256; refuses (restoring nothing) if any original place is taken.",
+        description="Move every entry of a quarantine manifest back to where it was, verified "
+        "(sha256 of a file, target of a link). Entries already back are skipped; an entry "
+        "that cannot be restored (its place taken, its copy changed, a damaged manifest "
+        "line) is named with the reason and the others are restored (exit 1). Run it again "
+        "to finish after an interruption.",
     )
     restore.add_argument(
         "manifest", metavar="MANIFEST", help="manifest.jsonl written by `quarantine`"
@@ -163,6 +170,7 @@ def build_parser(registry: Registry = REGISTRY) -> argparse.ArgumentParser:
         metavar="N",
         help="worker processes for the scan (default: all cores)",
     )
+    _add_rehash_options(check)
     check.add_argument("--quiet", action="store_true", help="no progress on stderr")
     check.set_defaults(handler=run_check_command)
 
@@ -219,6 +227,30 @@ def build_parser(registry: Registry = REGISTRY) -> argparse.ArgumentParser:
     return parser
 
 
+def _add_rehash_options(command: argparse.ArgumentParser) -> None:
+    rehash = command.add_mutually_exclusive_group()
+    rehash.add_argument(
+        "--rehash",
+        action="store_true",
+        help="read again every file the cache would serve, and report changed_in_place "
+        "when its checksum changed under the same size, mtime and inode (bit rot)",
+    )
+    rehash.add_argument(
+        "--rehash-older-than",
+        type=argtypes.age,
+        metavar="AGE",
+        help="like --rehash, only for files last read longer ago than AGE "
+        "(e.g. 7d, 12h, 30m, or seconds)",
+    )
+
+
+def _rehash(args: argparse.Namespace) -> bool | float:
+    """--rehash / --rehash-older-than as scan()'s rehash argument."""
+    if args.rehash:
+        return True
+    return False if args.rehash_older_than is None else args.rehash_older_than
+
+
 def run_scan(args: argparse.Namespace) -> int:
     from audit.progress import Progress
     from audit.scan import scan
@@ -244,10 +276,13 @@ def run_scan(args: argparse.Namespace) -> int:
             engine=args.engine,
             scheduler=args.scheduler,
             registry=registry,
+            rehash=_rehash(args),
         )
     finally:
         if progress:
             progress.close()
+    for line in result.warnings:  # also with --quiet: rare, and a person should know
+        print(terminal(f"warning: {line}"), file=sys.stderr)
     if not args.quiet:
         for line in result.error_lines:
             print(terminal(line), file=sys.stderr)
@@ -268,33 +303,41 @@ def run_scan(args: argparse.Namespace) -> int:
 def run_quarantine(args: argparse.Namespace) -> int:
     from audit.quarantine import quarantine, select
 
-    codes = [code.strip() for code in args.codes.split(",") if code.strip()] if args.codes else None
+    codes = None if args.codes is None else [c.strip() for c in args.codes.split(",") if c.strip()]
     rows = select(args.report, codes=codes, severity=args.severity)
     if not rows:
         print("No file matches: nothing to quarantine.")
         return EXIT_CLEAN
-    manifest, moves = quarantine(
+    outcome = quarantine(
         args.report, [row.path for row in rows], destination=args.to, dry_run=args.dry_run
     )
     verb = "would move" if args.dry_run else "moved"
-    for move in moves:
+    for move in outcome.moved:
         print(terminal(f"{verb}: {move.relpath} -> {move.quarantined}  [{move.codes}]"))
-    restore_hint = "" if args.dry_run else f"; restore with: python -m audit restore {manifest}"
-    print(terminal(f"{len(moves)} file(s) {verb}{restore_hint}"))
+    for move, why in outcome.returned:
+        print(terminal(f"put back (it changed during the move: {why}): {move.relpath}"))
+    hint = "" if args.dry_run else f"; restore with: python -m audit restore {outcome.manifest}"
+    print(terminal(f"{len(outcome.moved)} file(s) {verb}{hint}"))
     if not args.dry_run:
-        print(terminal(manifest))
-    return EXIT_CLEAN
+        print(terminal(outcome.manifest))
+    return EXIT_FINDINGS if outcome.returned else EXIT_CLEAN
 
 
 def run_restore(args: argparse.Namespace) -> int:
     from audit.quarantine import restore
 
-    moves = restore(args.manifest, dry_run=args.dry_run)
+    outcome = restore(args.manifest, dry_run=args.dry_run)
     verb = "would restore" if args.dry_run else "restored"
-    for move in moves:
+    for move in outcome.restored:
         print(terminal(f"{verb}: {move.quarantined} -> {move.original}"))
-    print(f"{len(moves)} file(s) {verb}, each verified by sha256")
-    return EXIT_CLEAN
+    for what, why in outcome.refused:
+        print(terminal(f"refused: {what}: {why}"), file=sys.stderr)
+    print(
+        f"{len(outcome.restored)} {verb} (each verified), {len(outcome.already_back)} already "
+        f"back, {len(outcome.refused)} refused"
+        + ("; fix what is refused and run restore again" if outcome.refused else "")
+    )
+    return outcome.exit_code()
 
 
 def _dataset_name(root: str) -> str:
@@ -316,6 +359,7 @@ def run_check_command(args: argparse.Namespace) -> int:
             history_path=args.history or DEFAULT_HISTORY,
             jobs=args.jobs,
             progress=progress,
+            rehash=_rehash(args),
         )
     finally:
         if progress:

@@ -36,6 +36,11 @@ CODES: dict[str, tuple[str, str]] = {
         "warning",
         "8-bit BMP with a colour palette: TensorFlow reads the indices as gray levels",
     ),
+    "changed_in_place": (
+        "warning",
+        "the checksum changed under unchanged size, modification time and inode "
+        "(bit rot, or a tool that kept the timestamps); found by --rehash",
+    ),
     # info: context
     "missing_jfif_marker": (
         "info",

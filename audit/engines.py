@@ -13,9 +13,13 @@ row saying so). A batch that was merely waiting in the broken pool is resubmitte
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import multiprocessing
 import os
 import signal
+import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -120,11 +124,66 @@ class InlineEngine:
 _worker_work: FileWork | None = None
 
 
-def _init_worker(work: FileWork) -> None:
+def _init_worker(work: FileWork, scan_process: tuple[int, str | None]) -> None:
     global _worker_work
     _worker_work = work
     # Ctrl-C is handled once, by the parent, which then stops the pool.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with(*scan_process)
+
+
+# Linux prctl option: the signal a process gets when its parent thread ends.
+_PR_SET_PDEATHSIG = 1
+_WATCH_SECONDS = 0.5
+
+
+def process_identity(pid: int) -> tuple[int, str | None]:
+    """(pid, start time) of a process: the start time tells a reused pid apart (Linux)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+        return pid, fields[19].decode()  # field 22 of stat: start time in clock ticks
+    except (OSError, IndexError):
+        return pid, None
+
+
+def _alive(pid: int, started: str | None) -> bool:
+    if started is None:  # no /proc: the parent process id is the watch
+        try:
+            os.kill(pid, 0)
+            return True
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return False
+    return fields[0] != b"Z" and fields[19].decode() == started  # a zombie is gone too
+
+
+def _die_with(pid: int, started: str | None) -> None:
+    """End this worker when the scan process ends, however it ends (even SIGKILL).
+
+    The pool's workers are children of the forkserver, not of the scan: the kernel's
+    parent-death signal covers the forkserver going away, and a watcher thread covers the
+    scan itself (checked every _WATCH_SECONDS; a pid reused by another process does not
+    fool it, the start time differs).
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # not Linux: the watcher alone
+
+    def watch() -> None:
+        while _alive(pid, started):
+            time.sleep(_WATCH_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="watch-scan-process", daemon=True).start()
 
 
 def inspect_in_worker(entry: FileEntry) -> FileRecord:
@@ -153,6 +212,8 @@ class PoolEngine:
         self._executor: ProcessPoolExecutor | None = None
         self._generation = 0  # bumped each time the pool is replaced
         self._no_pool = False  # workers could not start: inspect in this process
+        self._closed = False
+        _hold_forkserver()
 
     def submit(self, entries: list[FileEntry]) -> Iterator[FileRecord]:
         if not entries:
@@ -212,9 +273,41 @@ class PoolEngine:
                 executor.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
+        """Stop the workers and wait for them: none outlives the scan."""
         if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
+        if not self._closed:
+            self._closed = True
+            _release_forkserver()
+
+
+_forkserver_users = 0
+_forkserver_guard = threading.Lock()
+
+
+def _hold_forkserver() -> None:
+    global _forkserver_users
+    with _forkserver_guard:
+        _forkserver_users += 1
+
+
+def _release_forkserver() -> None:
+    """Stop multiprocessing's forkserver when the last pool of this process closes, so no
+    helper process outlives a scan (the next pool starts a new one, in about 0.3 s)."""
+    global _forkserver_users
+    with _forkserver_guard:
+        _forkserver_users -= 1
+        if _forkserver_users:
+            return
+        from multiprocessing import forkserver
+
+        # A private method (CPython's own tests use it; present since 3.8): without it the
+        # server stops only when this process exits.
+        stop = getattr(getattr(forkserver, "_forkserver", None), "_stop", None)
+        if stop is not None:
+            with contextlib.suppress(OSError, ChildProcessError):
+                stop()
 
 
 def start_pool(jobs: int, work: FileWork) -> ProcessPoolExecutor | None:
@@ -233,7 +326,10 @@ def start_pool(jobs: int, work: FileWork) -> ProcessPoolExecutor | None:
     else:
         context = multiprocessing.get_context()
     executor = ProcessPoolExecutor(
-        max_workers=jobs, mp_context=context, initializer=_init_worker, initargs=(work,)
+        max_workers=jobs,
+        mp_context=context,
+        initializer=_init_worker,
+        initargs=(work, process_identity(os.getpid())),
     )
     try:
         executor.submit(os.getpid).result()

@@ -28,3 +28,8 @@ class AlreadyExists(UserError, FileExistsError):
 class InvalidArgument(UserError, ValueError):
     """A value passed to a library function or an option is not allowed; the message
     says what is."""
+
+
+class UnusableCache(UserError):
+    """--cache names something that is not this tool's cache (another database, a text
+    file, a folder) or a place that cannot be written; it is left exactly as it was."""

@@ -1,73 +1,134 @@
 """Quarantine and restore: the only code that moves dataset files, and only when asked.
 
 `quarantine()` moves the selected files of an audit report out of the dataset into a
-quarantine folder (their paths kept), and `restore()` puts them back. Both:
+new quarantine folder (their paths kept), and `restore()` puts them back.
 
-* refuse before moving anything when a file changed since the report (size, mtime and
-  sha256), or when a destination already exists: nothing is ever overwritten;
-* move within a filesystem by rename, across filesystems by copy + fsync + verify +
-  unlink; every moved file's sha256 is checked at its new place;
-* record each move in a JSON-lines manifest *as it happens* (original path, new path,
-  sha256, size, reason), so even an interrupted quarantine can be restored.
+The manifest (manifest.jsonl in the quarantine folder) is a journal, each line flushed
+and fsync'd before the next step:
+
+1. `intent`: what is about to move (original, destination, sha256, size, mode, kind);
+2. the move: a rename within a filesystem; across filesystems a copy to a temporary
+   name beside the destination (fsync'd), renamed into place, then the original is
+   unlinked. Symlinks move as symlinks, FIFOs as FIFOs;
+3. the moved entry is verified (sha256 of a file, the target of a link, the kind of a
+   special file); a file that changed during the move is put back (`returned`);
+4. `done`.
+
+A crash (even SIGKILL) at any moment therefore leaves every file either in place or
+recorded by an intent line, and `restore()` decides per entry from what it finds on
+disk: back in place already (skipped), in the quarantine folder (moved back and
+verified), or neither / changed (refused, with the reason). It restores what it can,
+can be run again until everything is back, cleans the temporary copies of an
+interrupted move, and leaves only the manifest in the quarantine folder. Manifests of
+0.1.0 (one line per moved file, no journal) restore the same way.
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import json
 import os
 import shutil
-from dataclasses import asdict, dataclass
+import signal
+import stat
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
 from audit.codes import CODES, SEVERITY_RANK
 from audit.dataset import resolve
 from audit.errors import InvalidArgument, UserError
+from audit.lock import FolderBusy, folder_lock
+from audit.outputs import refuse_inside
 from audit.reportio import ImageRow, Report, matches_row
 
 MANIFEST_NAME = "manifest.jsonl"
+MANIFEST_FORMAT = "image-audit-quarantine/2"
+PARTIAL_SUFFIX = ".image-audit-partial"  # a cross-filesystem copy before it is renamed
 
 
 class QuarantineRefused(UserError, ValueError):
-    """Nothing was moved: the files changed since the report, or a destination exists."""
+    """Nothing was moved (files changed since the report, a place taken, a bad folder),
+    or the manifest cannot be read at all."""
 
 
 @dataclass(frozen=True)
 class Move:
-    """One manifest line."""
+    """One file's entry in the manifest."""
 
     original: str  # absolute path in the dataset
     relpath: str  # as in images.csv
     quarantined: str  # absolute path in the quarantine folder
-    sha256: str
+    sha256: str  # of the content ('' when the entry was unreadable: broken link, FIFO)
     bytes: int
     mtime_ns: int
     codes: str
     reason: str
+    kind: str = "file"  # what lstat saw: file, symlink, fifo, socket, other
+    link: str = ""  # a symlink's target, as readlink gives it
+    mode: int = 0  # st_mode of the entry itself (0: not recorded, in 0.1.0 manifests)
+
+
+@dataclass
+class QuarantineOutcome:
+    """What a quarantine did (or, dry, would do)."""
+
+    manifest: Path
+    moved: list[Move] = field(default_factory=list)
+    returned: list[tuple[Move, str]] = field(default_factory=list)  # changed while moving
+
+
+@dataclass
+class RestoreOutcome:
+    """What a restore did; `refused` names each entry left as it was, and why."""
+
+    restored: list[Move] = field(default_factory=list)
+    already_back: list[Move] = field(default_factory=list)
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (entry or line, why)
+
+    def exit_code(self) -> int:
+        return 1 if self.refused else 0
+
+
+# Tests replace this to stop the process right after a step: "intent", "moved",
+# "verified", "done" of a quarantine; "copied", "placed" inside a cross-filesystem move;
+# "restore-moved", "restore-verified" of a restore.
+_after_step: Callable[[str], None] = lambda step: None  # noqa: E731
+
+
+# ---------------------------------------------------------------- selecting
 
 
 def select(
     report_dir: str | os.PathLike, codes: list[str] | None = None, severity: str | None = None
 ) -> list[ImageRow]:
-    """images.csv rows chosen by issue codes, or by severity (at or above); default: errors."""
-    if codes and severity:
+    """images.csv rows chosen by issue codes, or by severity (at or above); default: errors.
+
+    codes=[] selects nothing (an empty --codes is not "every error").
+    """
+    if codes is not None and severity:
         raise InvalidArgument("choose files by --codes or by --severity, not both")
     unknown = [code for code in codes or [] if code not in CODES]
     if unknown:
         raise InvalidArgument(
             f"unknown issue code(s) {', '.join(unknown)}; known: {', '.join(sorted(CODES))}"
         )
-    severity = severity or ("error" if not codes else None)
     if severity is not None and severity not in ("error", "warning", "info"):
         raise InvalidArgument(f"severity must be error, warning or info; got {severity!r}")
     rows = Report(report_dir).images()
-    if codes:
+    if codes is not None:
         wanted = set(codes)
         return [row for row in rows if wanted & set(row.codes)]
     lowest = SEVERITY_RANK[severity or "error"]
     return [row for row in rows if row.severity != "ok" and SEVERITY_RANK[row.severity] >= lowest]
+
+
+# ---------------------------------------------------------------- quarantine
 
 
 def quarantine(
@@ -75,122 +136,338 @@ def quarantine(
     relpaths: list[str],
     destination: str | os.PathLike | None = None,
     dry_run: bool = False,
-) -> tuple[Path, list[Move]]:
-    """Move the files (paths as in images.csv) into a quarantine folder; returns (manifest, moves).
+) -> QuarantineOutcome:
+    """Move the files (paths as in images.csv) into a new quarantine folder.
 
-    destination defaults to REPORT_DIR/quarantine-<UTC time>/. With dry_run nothing is
-    written: the moves are only planned and checked.
+    destination defaults to REPORT_DIR/quarantine-<UTC time to the microsecond>/; a
+    given one must be new or empty. Refuses, moving nothing, when a file changed since
+    the report. With dry_run nothing is written: the moves are planned and checked.
     """
     report = Path(report_dir)
+    with folder_lock(report, "quarantine"):
+        return _quarantine(report, relpaths, destination, dry_run)
+
+
+def _quarantine(
+    report: Path, relpaths: list[str], destination: str | os.PathLike | None, dry_run: bool
+) -> QuarantineOutcome:
     opened = Report(report)
     root = opened.root
     rows = {row.path: row for row in opened.images()}
     missing = [path for path in relpaths if path not in rows]
     if missing:
         raise QuarantineRefused(f"not in the report: {', '.join(missing[:5])}")
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    target_dir = (
-        Path(destination).expanduser().absolute()
-        if destination
-        else (report / f"quarantine-{stamp}").absolute()
-    )
-    if target_dir.resolve() == root.resolve() or root.resolve() in target_dir.resolve().parents:
-        raise QuarantineRefused(f"the quarantine folder {target_dir} is inside the dataset {root}")
+    target_dir = _new_folder(report, destination, root, dry_run)
 
-    plan = []
-    changed, occupied = [], []
+    plan, changed = [], []
     for relpath in relpaths:
         row = rows[relpath]
         original = Path(resolve(root, relpath))
-        target = target_dir / _safe_relative(relpath)
-        if _changed_since_report(original, row):
-            changed.append(relpath)
-        if target.exists():
-            occupied.append(str(target))
-        plan.append(
-            Move(
-                str(original),
-                relpath,
-                str(target),
-                row.sha256,
-                row.bytes,
-                row.mtime_ns or 0,
-                row.issues,
-                row.reasons,
-            )
-        )
+        why = _changed_since_report(original, row)
+        if why:
+            changed.append(f"{relpath} ({why})")
+            continue
+        plan.append(_planned_move(original, target_dir / _safe_relative(relpath), row))
     if changed:
         raise QuarantineRefused(
             f"{len(changed)} file(s) changed since the report (e.g. {', '.join(changed[:5])}); "
             "nothing was moved. Re-run the scan, then quarantine from the new report."
         )
-    if occupied:
-        raise QuarantineRefused(
-            f"destination(s) already exist (e.g. {', '.join(occupied[:3])}); nothing was moved"
-        )
-    manifest = target_dir / MANIFEST_NAME
+    outcome = QuarantineOutcome(target_dir / MANIFEST_NAME)
     if dry_run:
-        return manifest, plan
-    target_dir.mkdir(parents=True, exist_ok=True)
-    with open(manifest, "a", encoding="utf-8") as log:
-        for move in plan:
-            _move_verified(Path(move.original), Path(move.quarantined), move.sha256)
-            log.write(json.dumps(asdict(move)) + "\n")
-            log.flush()
-            os.fsync(log.fileno())
-    return manifest, plan
+        outcome.moved = plan
+        return outcome
+    with _journal(outcome.manifest, report, root) as write, _interrupts_between_files() as stop:
+        for sequence, move in enumerate(plan, start=1):
+            if stop():
+                raise KeyboardInterrupt(
+                    f"{len(outcome.moved)} of {len(plan)} file(s) moved; restore them with: "
+                    f"python -m audit restore {outcome.manifest}"
+                )
+            write({"op": "intent", "seq": sequence, **asdict(move)})
+            _after_step("intent")
+            _move(Path(move.original), Path(move.quarantined), move)
+            _after_step("moved")
+            why = _mismatch(Path(move.quarantined), move)
+            if why:
+                _move(Path(move.quarantined), Path(move.original), move)
+                write({"op": "returned", "seq": sequence, "why": why})
+                outcome.returned.append((move, why))
+                continue
+            _after_step("verified")
+            write({"op": "done", "seq": sequence})
+            _after_step("done")
+            outcome.moved.append(move)
+    return outcome
 
 
-def restore(manifest_path: str | os.PathLike, dry_run: bool = False) -> list[Move]:
-    """Put every file of a manifest back where it was, verified; refuse if any place is taken."""
-    manifest = Path(manifest_path)
-    if not manifest.is_file():
-        raise QuarantineRefused(f"no manifest at {manifest}")
-    moves = [
-        Move(**json.loads(line))
-        for line in manifest.read_text(encoding="utf-8").splitlines()
-        if line.strip()
-    ]
-    taken = [move.original for move in moves if Path(move.original).exists()]
-    if taken:
-        raise QuarantineRefused(
-            f"{len(taken)} original place(s) are taken again (e.g. {', '.join(taken[:3])}); "
-            "nothing was restored "
-            "(already restored? a new file there?)"
-        )
-    absent = [move.quarantined for move in moves if not Path(move.quarantined).is_file()]
-    altered = [
-        move.quarantined
-        for move in moves
-        if move.quarantined not in absent and _sha256(Path(move.quarantined)) != move.sha256
-    ]
-    if absent or altered:
-        raise QuarantineRefused(
-            f"quarantined files missing ({len(absent)}) or altered ({len(altered)}), "
-            f"e.g. {', '.join((absent + altered)[:3])}; "
-            "nothing was restored"
-        )
-    if not dry_run:
-        for move in moves:
-            _move_verified(Path(move.quarantined), Path(move.original), move.sha256)
-    return moves
+def _new_folder(
+    report: Path, destination: str | os.PathLike | None, root: Path, dry_run: bool
+) -> Path:
+    """A quarantine folder of its own for this action (created unless dry_run)."""
+    if destination:
+        target = Path(destination).expanduser().absolute()
+        refuse_inside([root], target, "--to")
+        if target.exists() and (not target.is_dir() or any(target.iterdir())):
+            kind = "a folder that is not empty" if target.is_dir() else "not a folder"
+            raise QuarantineRefused(
+                f"--to {target} is {kind}: each quarantine gets a new folder (its manifest "
+                "restores that action alone)"
+            )
+        if not dry_run:
+            target.mkdir(parents=True, exist_ok=True)
+        return target
+    refuse_inside([root], report.absolute(), "the report folder")
+    while True:
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
+        target = (report / f"quarantine-{stamp}").absolute()
+        if dry_run:
+            return target
+        try:
+            target.mkdir(parents=True)  # exclusive: two actions never share a folder
+            return target
+        except FileExistsError:
+            continue
 
 
-def _safe_relative(relpath: str) -> PurePosixPath:
-    """A path inside the quarantine folder: '..' segments (files of --against) become '__up__'."""
-    return PurePosixPath(
-        *("__up__" if part == ".." else part for part in PurePosixPath(relpath).parts)
+def _planned_move(original: Path, quarantined: Path, row: ImageRow) -> Move:
+    info = os.lstat(original)
+    kind = _kind(info.st_mode)
+    return Move(
+        original=str(original),
+        relpath=row.path,
+        quarantined=str(quarantined),
+        sha256=row.sha256,
+        bytes=row.bytes,
+        mtime_ns=row.mtime_ns or 0,
+        codes=row.issues,
+        reason=row.reasons,
+        kind=kind,
+        link=os.readlink(original) if kind == "symlink" else "",
+        mode=info.st_mode,
     )
 
 
-def _changed_since_report(path: Path, row: ImageRow) -> bool:
+@contextmanager
+def _journal(path: Path, report: Path, root: Path) -> Iterator[Callable[[dict], None]]:
+    """Append-only manifest lines, each flushed and fsync'd before the caller goes on."""
+    with open(path, "a", encoding="utf-8") as handle:
+
+        def write(entry: dict) -> None:
+            # ensure_ascii: names that are not UTF-8 (surrogate escapes) survive the round trip
+            handle.write(json.dumps(entry, ensure_ascii=True) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+        if handle.tell() == 0:
+            created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            write({"format": MANIFEST_FORMAT, "report": str(report.absolute()), "root": str(root),
+                   "created_utc": created})  # fmt: skip
+            _fsync_folder(path.parent)
+        yield write
+
+
+@contextmanager
+def _interrupts_between_files() -> Iterator[Callable[[], bool]]:
+    """Ctrl-C is noted and takes effect between two files, never in the middle of a move."""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False  # signal handlers belong to the main thread (the app uses others)
+        return
+    pressed: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda number, frame: pressed.append(number))
+    try:
+        yield lambda: bool(pressed)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+# ---------------------------------------------------------------- restore
+
+
+def restore(manifest_path: str | os.PathLike, dry_run: bool = False) -> RestoreOutcome:
+    """Put back every entry of a manifest that can be, verified; refuse the others by name.
+
+    Entries already back (recognised by content) are skipped; a damaged manifest line is
+    refused with its line number while the other lines are restored. Run it again after
+    fixing what was refused (or after an interruption) to finish.
+    """
+    manifest = Path(manifest_path)
+    if not manifest.is_file():
+        raise QuarantineRefused(f"no manifest at {manifest}")
+    with open(manifest, "rb") as handle:
+        try:  # one restore per manifest at a time (the lock ends with the process)
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FolderBusy(f"another restore of {manifest} is running") from None
+        moves, outcome = _read_manifest(manifest)
+        for move in moves:
+            try:
+                _restore_one(move, outcome, dry_run)
+            except OSError as error:
+                outcome.refused.append((move.original, f"cannot move it back: {error}"))
+        if not dry_run and not outcome.refused:
+            _prune_empty_folders(manifest.parent)
+    return outcome
+
+
+def _read_manifest(manifest: Path) -> tuple[list[Move], RestoreOutcome]:
+    """The entries to restore, in order, and an outcome holding the damaged lines."""
+    outcome = RestoreOutcome()
+    entries: dict[int, Move] = {}
+    settled: set[int] = set()  # returned during the quarantine: never moved
+    names = {item.name for item in fields(Move)}
+    try:
+        text = manifest.read_text(encoding="utf-8", errors="strict")
+    except (OSError, UnicodeDecodeError) as error:
+        raise QuarantineRefused(f"cannot read the manifest {manifest}: {error}") from None
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+            if not isinstance(entry, dict):
+                raise ValueError("not a JSON object")
+            if "format" in entry:
+                if entry["format"] != MANIFEST_FORMAT:
+                    raise QuarantineRefused(
+                        f"{manifest} is a manifest of format {entry['format']!r}; this version "
+                        f"reads {MANIFEST_FORMAT} and 0.1.0 manifests"
+                    )
+                continue
+            operation = entry.pop("op", None)
+            sequence = entry.pop("seq", None) if operation else -number
+            if operation in ("done", "returned"):
+                if operation == "returned":
+                    settled.add(int(sequence))
+                continue
+            if operation not in (None, "intent"):
+                raise ValueError(f"unknown operation {operation!r}")
+            unknown = sorted(set(entry) - names)
+            if unknown:
+                raise ValueError(f"unknown key(s) {', '.join(unknown)}")
+            entries[int(sequence)] = Move(**entry)  # a 0.1.0 line is a finished move
+        except QuarantineRefused:
+            raise
+        except (ValueError, TypeError) as error:
+            outcome.refused.append((f"{manifest.name} line {number}", f"damaged: {error}"))
+    moves = [move for sequence, move in entries.items() if sequence not in settled]
+    return moves, outcome
+
+
+def _restore_one(move: Move, outcome: RestoreOutcome, dry_run: bool) -> None:
+    original, quarantined = Path(move.original), Path(move.quarantined)
+    if not dry_run:
+        for leftover in (original, quarantined):  # a cross-filesystem copy cut short
+            _remove_partial(leftover)
+    if os.path.lexists(original):
+        why = _mismatch(original, move)
+        if why:
+            outcome.refused.append(
+                (move.original, f"the original place is taken by something else ({why})")
+            )
+            return
+        if os.path.lexists(quarantined) and not dry_run:
+            # Both places hold the entry: an interrupted move's second copy.
+            if _mismatch(quarantined, move) is None or move.kind == "file":
+                os.unlink(quarantined)
+        outcome.already_back.append(move)
+        return
+    if not os.path.lexists(quarantined):
+        outcome.refused.append(
+            (move.original, f"neither it nor its quarantined copy {quarantined} exists")
+        )
+        return
+    why = _mismatch(quarantined, move)
+    if why:
+        outcome.refused.append((move.quarantined, f"the quarantined entry changed: {why}"))
+        return
+    if dry_run:
+        outcome.restored.append(move)
+        return
+    _move(quarantined, original, move)
+    _after_step("restore-moved")
+    why = _mismatch(original, move)
+    if why:  # the move itself altered it: say so, it stays where it is now
+        outcome.refused.append((move.original, f"moved back, but it no longer matches: {why}"))
+        return
+    _after_step("restore-verified")
+    outcome.restored.append(move)
+
+
+def _prune_empty_folders(folder: Path) -> None:
+    """Remove the quarantine folder's emptied sub-folders (the manifest stays)."""
+    for directory, _, _ in sorted(os.walk(folder), key=lambda item: -len(item[0])):
+        if Path(directory) != folder:
+            try:
+                os.rmdir(directory)
+            except OSError:
+                pass  # not empty: something else lives there; leave it
+
+
+# ---------------------------------------------------------------- moving and checking
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    if stat.S_ISFIFO(mode):
+        return "fifo"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    return "other"
+
+
+def _mismatch(path: Path, move: Move) -> str | None:
+    """Why the entry at path is not the one the manifest recorded, or None when it is."""
+    try:
+        info = os.lstat(path)
+    except OSError as error:
+        return f"cannot stat it: {error.strerror or error}"
+    kind = _kind(info.st_mode)
+    if move.kind != "file" or move.mode:  # 0.1.0 entries did not record the kind
+        if kind != move.kind:
+            return f"it is a {kind}, was a {move.kind}"
+    if kind == "symlink":
+        target = os.readlink(path)
+        if move.link and target != move.link:
+            return f"the link points to {target!r}, was {move.link!r}"
+        if move.link or not move.sha256:
+            return None
+    if kind in ("fifo", "socket", "other"):
+        return None
+    if not move.sha256:
+        return None  # unreadable when scanned: nothing to compare
+    try:
+        digest = _sha256(path)
+    except OSError as error:
+        return f"cannot read it: {error.strerror or error}"
+    return None if digest == move.sha256 else f"sha256 {digest[:12]}... != {move.sha256[:12]}..."
+
+
+def _changed_since_report(path: Path, row: ImageRow) -> str | None:
+    """Why the entry no longer is what the report saw, or None."""
+    try:
+        os.lstat(path)
+    except OSError:
+        return "gone"
     try:
         info = os.stat(path)
     except OSError:
-        return True
+        info = None  # a broken link
+    if not row.sha256:
+        # Unreadable when scanned (broken link, FIFO, socket...): still not a readable file?
+        readable = info is not None and stat.S_ISREG(info.st_mode) and os.access(path, os.R_OK)
+        return "it became a readable file" if readable and info and info.st_size else None
+    if info is None or not stat.S_ISREG(info.st_mode):
+        return "it is no longer a regular file"
     if not matches_row(info, row):
-        return True
-    return bool(row.sha256) and _sha256(path) != row.sha256
+        return "size or modification time changed"
+    try:
+        return None if _sha256(path) == row.sha256 else "content changed"
+    except OSError as error:
+        return f"cannot read it: {error.strerror or error}"
 
 
 def _sha256(path: Path) -> str:
@@ -201,27 +478,58 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _move_verified(source: Path, target: Path, sha256: str) -> None:
-    """Move without overwriting; across filesystems copy, fsync, verify, then unlink."""
+def _move(source: Path, target: Path, move: Move) -> None:
+    """Move one entry without overwriting: a rename, or across filesystems a copy made
+    under a temporary name, fsync'd, renamed into place, then the source unlinked."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    if target.exists():
-        raise QuarantineRefused(f"{target} appeared during the move; stopped (nothing overwritten)")
+    if os.path.lexists(target):
+        raise QuarantineRefused(f"{target} exists (nothing is overwritten)")
     try:
         os.rename(source, target)
+        return
     except OSError as error:
         if error.errno != errno.EXDEV:
             raise
-        shutil.copy2(source, target)  # keeps mode and modification time
-        with open(target, "rb") as handle:
+    partial = target.with_name(target.name + PARTIAL_SUFFIX)
+    _remove_partial(target)
+    info = os.lstat(source)
+    if stat.S_ISLNK(info.st_mode):
+        os.symlink(os.readlink(source), partial)
+    elif stat.S_ISFIFO(info.st_mode):
+        os.mkfifo(partial, stat.S_IMODE(info.st_mode))
+    elif stat.S_ISREG(info.st_mode):
+        shutil.copy2(source, partial, follow_symlinks=False)  # content, mode and mtime
+        with open(partial, "rb") as handle:
             os.fsync(handle.fileno())
-        if sha256 and _sha256(target) != sha256:
-            target.unlink()
-            raise QuarantineRefused(
-                f"the copy of {source} does not match its sha256; the original was left in place"
-            ) from None
-        source.unlink()
-        return
-    if sha256 and _sha256(target) != sha256:
+    else:
         raise QuarantineRefused(
-            f"{target} does not match its sha256 after the move; check the disk"
+            f"{source} is a {_kind(info.st_mode)}: it can move within its filesystem only"
         )
+    if not stat.S_ISLNK(info.st_mode):
+        os.utime(partial, ns=(info.st_atime_ns, info.st_mtime_ns))
+    _after_step("copied")
+    os.rename(partial, target)
+    _fsync_folder(target.parent)
+    _after_step("placed")
+    os.unlink(source)
+
+
+def _remove_partial(path: Path) -> None:
+    partial = path.with_name(path.name + PARTIAL_SUFFIX)
+    if os.path.lexists(partial):
+        os.unlink(partial)
+
+
+def _fsync_folder(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _safe_relative(relpath: str) -> PurePosixPath:
+    """A path inside the quarantine folder: '..' segments (files of --against) become '__up__'."""
+    return PurePosixPath(
+        *("__up__" if part == ".." else part for part in PurePosixPath(relpath).parts)
+    )

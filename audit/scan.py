@@ -12,12 +12,13 @@ no worker even starts when nothing changed.
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from audit.checks import REGISTRY, Registry, Thresholds
 from audit.dataset import Layout, discover
 from audit.engines import DaskEngine, Engine, FileWork, InlineEngine, PoolEngine
 from audit.errors import InvalidArgument
+from audit.lock import folder_lock
 from audit.outputs import refuse_inside
 from audit.records import DatasetFinding, FileRecord
 from audit.table import ScanTable
@@ -48,6 +50,7 @@ class ScanResult:
     summary: dict
     files: dict[str, Path]
     error_lines: list[str]
+    warnings: list[str] = field(default_factory=list)  # one line each: the cache's troubles
 
     def exit_code(self) -> int:
         return self.summary["exit_code"]
@@ -74,11 +77,17 @@ def scan(
     engine: str = "local",
     scheduler: str | None = None,
     registry: Registry = REGISTRY,
+    rehash: bool | float = False,
 ) -> ScanResult:
     """Audit ROOT (and, with `against`, a second split such as the validation set) and
     write the reports into OUT; see README for the report contract.
 
     cache: True for OUT/.scan-cache.sqlite, a path for another file, False for none.
+    A path holding something else than this tool's cache is refused (UnusableCache);
+    a damaged cache is renamed aside and the scan runs cold (a line in `warnings`).
+    rehash: re-read files the cache would serve and report `changed_in_place` when a
+    checksum changed under unchanged size, mtime and inode: True for every such file,
+    a number of seconds for those last read longer ago (needs the cache).
     engine: "local" (processes on this machine) or "dask" (scheduler address, or a
     LocalCluster when None).
     registry: the checks to run (default: every check of audit.checks).
@@ -95,12 +104,34 @@ def scan(
     started = time.monotonic()
     layout = discover(root, against)
     out_path = _check_output(layout, Path(out))
-    out_path.mkdir(parents=True, exist_ok=True)
+    # One writer per output folder: a second scan, check or quarantine there is refused.
+    with folder_lock(out_path, "scan"):
+        return _scan_into(
+            layout, out_path, thresholds, registry, jobs, fail_on, progress, cache, engine,
+            scheduler, started, rehash,
+        )  # fmt: skip
+
+
+def _scan_into(
+    layout: Layout,
+    out_path: Path,
+    thresholds: Thresholds,
+    registry: Registry,
+    jobs: int,
+    fail_on: str,
+    progress: ProgressCallback | None,
+    cache: str | os.PathLike | bool,
+    engine: str,
+    scheduler: str | None,
+    started: float,
+    rehash: bool | float = False,
+) -> ScanResult:
     cache_path = _cache_path(layout, out_path, cache)
 
     table = ScanTable(layout.root, layout.classes, layout.splits)
     settings = registry.settings_key(thresholds, __version__)
-    file_cache = ScanCache(cache_path, settings) if cache_path else None
+    rehash_age = _rehash_age(rehash, cache_path)
+    file_cache = ScanCache(cache_path, settings, rehash_age) if cache_path else None
     runner = _engine(engine, jobs, FileWork(thresholds, registry), scheduler)
     try:
         with tempfile.TemporaryFile(dir=out_path, prefix=".records-", suffix=".spool") as spool:
@@ -136,7 +167,10 @@ def scan(
         runner.close()
         if file_cache is not None:
             file_cache.close()
-    return ScanResult(layout.root, out_path, written.summary, written.files, written.error_lines)
+    warnings = file_cache.warnings if file_cache is not None else []
+    return ScanResult(
+        layout.root, out_path, written.summary, written.files, written.error_lines, warnings
+    )
 
 
 def _cache_path(layout: Layout, out: Path, cache) -> Path | None:
@@ -147,10 +181,38 @@ def _cache_path(layout: Layout, out: Path, cache) -> Path | None:
     return path
 
 
+def _rehash_age(rehash: bool | float, cache_path: Path | None) -> float | None:
+    """rehash as seconds (0: every file), None for no rehash; InvalidArgument when it
+    makes no sense."""
+    if rehash is False or rehash is None:
+        return None
+    age = 0.0 if rehash is True else float(rehash)
+    if not math.isfinite(age) or age < 0:
+        raise InvalidArgument(
+            f"rehash must be True or an age of at least 0 seconds, got {rehash!r}"
+        )
+    if cache_path is None:
+        raise InvalidArgument(
+            "--rehash compares files with their cached checksums: it needs the cache "
+            "(without one, every file is read anyway)"
+        )
+    return age
+
+
 def _cache_summary(file_cache: ScanCache | None, path: Path | None) -> dict:
-    if file_cache is None:
-        return {"used": False}
-    return {"used": True, "path": str(path), "hits": file_cache.hits, "misses": file_cache.misses}
+    if file_cache is None or not file_cache.used:
+        summary: dict = {"used": False}
+        if file_cache is not None:
+            summary.update(path=str(path), warnings=list(file_cache.warnings))
+        return summary
+    return {
+        "used": True,
+        "path": str(path),
+        "hits": file_cache.hits,
+        "misses": file_cache.misses,
+        "rehashed": file_cache.rehashed,
+        "warnings": list(file_cache.warnings),
+    }
 
 
 def _engine(name: str, jobs: int, work: FileWork, scheduler: str | None) -> Engine:
@@ -204,7 +266,12 @@ def inspect_all(layout: Layout, engine, cache: ScanCache | None = None) -> Itera
     for batch in _batches(layout.iter_files(), BATCH_SIZE):
         keys = [cache.key_of(entry) for entry in batch] if cache else [None] * len(batch)
         cached = cache.lookup_many(batch, keys) if cache else [None] * len(batch)
-        misses = [entry for entry, hit in zip(batch, cached, strict=True) if hit is None]
+        # Misses, and files the cache knows but is to read again (Recheck: --rehash).
+        misses = [
+            entry
+            for entry, hit in zip(batch, cached, strict=True)
+            if not isinstance(hit, FileRecord)
+        ]
         submitted = engine.submit(misses)
         if pending is not None:
             yield from _drain(*pending, cache)
@@ -215,12 +282,12 @@ def inspect_all(layout: Layout, engine, cache: ScanCache | None = None) -> Itera
 
 def _drain(batch, keys, cached, submitted, cache) -> Iterator[FileRecord]:
     for entry, key, hit in zip(batch, keys, cached, strict=True):
-        if hit is not None:
+        if isinstance(hit, FileRecord):
             yield hit
             continue
         record = next(submitted)
         if cache is not None:
-            cache.store(entry, key, record)
+            record = cache.store(entry, key, record, recheck=hit)
         yield record
 
 

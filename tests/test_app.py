@@ -90,10 +90,9 @@ def test_quarantine_needs_explicit_confirmation(workspace):
     test.checkbox(key="quarantine_confirm").check().run()
     test.button(key="quarantine_go").click().run()
     assert any("moved" in message.value for message in test.success)
-    manifest = (
-        default_report_dir(root, base=tmp_path / "reports") / "quarantine-app" / "manifest.jsonl"
-    )
-    lines = [json.loads(line) for line in manifest.read_text().splitlines()]
+    report_dir = default_report_dir(root, base=tmp_path / "reports")
+    (manifest,) = report_dir.glob("quarantine-*/manifest.jsonl")
+    lines = [json.loads(line) for line in manifest.read_text().splitlines()][1:]  # a header first
     assert {"original", "quarantined", "sha256", "bytes", "reason"} <= set(lines[0])
     assert not (root / "red" / "copy.png").exists()
 

@@ -30,6 +30,8 @@ def test_hits_changes_new_and_deleted(small_dataset, tmp_path):
         "path": str(out / ".scan-cache.sqlite"),
         "hits": 0,
         "misses": 12,
+        "rehashed": 0,
+        "warnings": [],
     }
     images = (out / "images.csv").read_bytes()
 

@@ -202,11 +202,8 @@ def test_two_checks_at_once_both_land_in_the_history(checked):
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        for out in (
-            "parallel-a",
-            "parallel-b",
-            "parallel-a",
-        )  # two share an output folder, one does not
+        # Three folders: two checks on one folder are refused by its lock (tests/test_lock.py).
+        for out in ("parallel-a", "parallel-b", "parallel-c")
     ]
     assert [process.wait() for process in processes] == [0, 0, 0]
     with sqlite3.connect(history) as connection:

@@ -1,19 +1,30 @@
-"""Quarantine and restore: round trips leave the tree byte-identical; changed files are refused."""
+"""Quarantine and restore: a journal that any crash leaves restorable, a restore that decides
+per entry and resumes, special files moved as what they are."""
 
 from __future__ import annotations
 
 import errno
 import json
 import os
+import socket
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from audit import cli
-from audit.quarantine import QuarantineRefused, quarantine, restore, select
+from audit import quarantine as quarantine_module
+from audit.outputs import OutputInsideDataset
+from audit.quarantine import MANIFEST_NAME, QuarantineRefused, quarantine, restore, select
 from audit.scan import scan
 from tests.conftest import jpeg, tree_fingerprint, write_dataset
+
+ERRORS = ["cat/deep/nested/cut.jpg", "dog/empty.jpg", "dog/page.jpg"]
+
+
+class SimulatedCrash(BaseException):
+    """Stands for the process dying right after a journal step (nothing catches it)."""
 
 
 @pytest.fixture
@@ -33,53 +44,56 @@ def flagged(tmp_path):
     return root, tmp_path / "report"
 
 
+def journal(manifest: Path) -> list[dict]:
+    return [json.loads(line) for line in manifest.read_text().splitlines()]
+
+
+def left_in(folder: Path) -> list[str]:
+    """Everything in a quarantine folder but its manifest."""
+    return sorted(
+        str(path.relative_to(folder)) for path in folder.rglob("*") if path.name != MANIFEST_NAME
+    )
+
+
+def restore_until_done(manifest: Path, tries: int = 3) -> None:
+    for _ in range(tries):
+        if not restore(manifest).refused:
+            return
+    raise AssertionError(f"restore did not finish: {restore(manifest).refused}")
+
+
 def test_quarantine_errors_then_restore(flagged, tmp_path, capsys):
     root, report = flagged
     before = tree_fingerprint(root, directory_times=False)
     assert cli.main(["quarantine", str(report), "--to", str(tmp_path / "q")]) == 0
-    out = capsys.readouterr().out
-    assert "3 file(s) moved" in out
-    assert (
-        not (root / "dog" / "empty.jpg").exists()
-        and (tmp_path / "q" / "cat/deep/nested/cut.jpg").is_file()
-    )
-    lines = [
-        json.loads(line) for line in (tmp_path / "q" / "manifest.jsonl").read_text().splitlines()
-    ]
-    assert {line["relpath"] for line in lines} == {
-        "cat/deep/nested/cut.jpg",
-        "dog/empty.jpg",
-        "dog/page.jpg",
-    }
-    assert all(
-        {"original", "quarantined", "sha256", "bytes", "reason"} <= set(line) for line in lines
-    )
-    assert cli.main(["restore", str(tmp_path / "q" / "manifest.jsonl")]) == 0
+    assert "3 file(s) moved" in capsys.readouterr().out
+    assert not (root / "dog" / "empty.jpg").exists()
+    assert (tmp_path / "q" / "cat/deep/nested/cut.jpg").is_file()
+    lines = journal(tmp_path / "q" / MANIFEST_NAME)
+    assert lines[0]["format"] == "image-audit-quarantine/2"
+    assert [line["op"] for line in lines[1:]] == ["intent", "done"] * 3
+    assert sorted(line["relpath"] for line in lines if line.get("op") == "intent") == ERRORS
+    assert cli.main(["restore", str(tmp_path / "q" / MANIFEST_NAME)]) == 0
     assert tree_fingerprint(root, directory_times=False) == before
-    assert cli.main(["restore", str(tmp_path / "q" / "manifest.jsonl")]) == 2  # places taken again
+    assert left_in(tmp_path / "q") == []
+    # A second restore finds everything back: skipped, not refused.
+    assert cli.main(["restore", str(tmp_path / "q" / MANIFEST_NAME)]) == 0
+    assert "0 restored (each verified), 3 already back, 0 refused" in capsys.readouterr().out
 
 
-def test_select_by_codes_and_dry_run(flagged, tmp_path):
+def test_select_by_codes_and_dry_run(flagged, tmp_path, capsys):
     root, report = flagged
     assert [row.path for row in select(report, codes=["empty_file"])] == ["dog/empty.jpg"]
     with pytest.raises(ValueError, match="unknown issue code"):
         select(report, codes=["broken"])
+    assert select(report, codes=[]) == []  # an empty --codes is not "every error"
     before = tree_fingerprint(root, directory_times=False)
-    assert (
-        cli.main(
-            [
-                "quarantine",
-                str(report),
-                "--codes",
-                "not_an_image",
-                "--dry-run",
-                "--to",
-                str(tmp_path / "q"),
-            ]
-        )
-        == 0
-    )
+    argv = ["quarantine", str(report), "--codes", "not_an_image", "--dry-run"]
+    assert cli.main([*argv, "--to", str(tmp_path / "q")]) == 0
     assert tree_fingerprint(root, directory_times=False) == before and not (tmp_path / "q").exists()
+    assert cli.main(["quarantine", str(report), "--codes", ""]) == 0
+    assert "nothing to quarantine" in capsys.readouterr().out
+    assert tree_fingerprint(root, directory_times=False) == before
 
 
 def test_refuses_when_a_file_changed_since_the_report(flagged, tmp_path):
@@ -89,43 +103,214 @@ def test_refuses_when_a_file_changed_since_the_report(flagged, tmp_path):
     before = tree_fingerprint(root, directory_times=False)
     with pytest.raises(QuarantineRefused, match="changed since the report"):
         quarantine(report, ["dog/empty.jpg", "dog/page.jpg"], tmp_path / "q")
-    assert (
-        tree_fingerprint(root, directory_times=False) == before
-    )  # nothing moved, not even the unchanged file
+    assert tree_fingerprint(root, directory_times=False) == before  # not even the unchanged one
 
 
-def test_never_overwrites(flagged, tmp_path):
+def test_each_action_gets_its_own_folder_and_never_overwrites(flagged, tmp_path):
     root, report = flagged
-    (tmp_path / "q" / "dog").mkdir(parents=True)
-    (tmp_path / "q" / "dog" / "empty.jpg").write_bytes(b"someone else's")
-    with pytest.raises(QuarantineRefused, match="already exist"):
-        quarantine(report, ["dog/empty.jpg"], tmp_path / "q")
-    assert (tmp_path / "q" / "dog" / "empty.jpg").read_bytes() == b"someone else's"
+    first = quarantine(report, ["dog/empty.jpg"])
+    second = quarantine(report, ["dog/page.jpg"])
+    assert first.manifest.parent != second.manifest.parent  # the same second, two folders
+    (tmp_path / "q").mkdir()
+    (tmp_path / "q" / "someone's.txt").write_text("keep me")
+    with pytest.raises(QuarantineRefused, match="not empty"):
+        quarantine(report, ["cat/deep/nested/cut.jpg"], tmp_path / "q")
+    assert (tmp_path / "q" / "someone's.txt").read_text() == "keep me"
+    restore(second.manifest)  # one batch undone alone
+    assert (root / "dog" / "page.jpg").exists() and not (root / "dog" / "empty.jpg").exists()
 
 
-def test_across_filesystems(flagged, tmp_path, monkeypatch):
-    """When rename cannot cross devices: copy, verify, then remove the original."""
+def test_a_file_that_changes_during_its_move_is_put_back(flagged, tmp_path, monkeypatch, capsys):
+    """Before: the file was left in the quarantine folder with no manifest line, and restore
+    said every file was restored."""
+    root, report = flagged
+
+    def tamper(step):
+        if step == "moved":
+            moved = tmp_path / "q" / "dog" / "page.jpg"
+            if moved.exists():
+                moved.write_bytes(b"<html>changed!</html>")
+
+    monkeypatch.setattr(quarantine_module, "_after_step", tamper)
+    assert cli.main(["quarantine", str(report), "--to", str(tmp_path / "q")]) == 1
+    out = capsys.readouterr().out
+    assert "put back (it changed during the move" in out and "2 file(s) moved" in out
+    assert (root / "dog" / "page.jpg").read_bytes() == b"<html>changed!</html>"
+    ops = [
+        (line.get("op"), line.get("relpath")) for line in journal(tmp_path / "q" / MANIFEST_NAME)
+    ]
+    assert ("returned", None) in ops
+    outcome = restore(tmp_path / "q" / MANIFEST_NAME)
+    assert len(outcome.restored) == 2 and not outcome.refused
+    assert left_in(tmp_path / "q") == []
+
+
+JOURNAL_STEPS = ("intent", "moved", "verified", "done")
+COPY_STEPS = ("intent", "copied", "placed", "moved", "verified", "done")  # across filesystems
+
+
+@pytest.mark.parametrize(
+    "step, cross_device",
+    [(step, False) for step in JOURNAL_STEPS] + [(step, True) for step in COPY_STEPS],
+)
+def test_a_crash_after_any_quarantine_step_is_restorable(
+    flagged, tmp_path, monkeypatch, step, cross_device
+):
     root, report = flagged
     before = tree_fingerprint(root, directory_times=False)
-    real_rename = os.rename
-
-    def cross_device(source, target):
-        raise OSError(errno.EXDEV, "Invalid cross-device link")
-
-    monkeypatch.setattr(os, "rename", cross_device)
-    manifest, moves = quarantine(
-        report, ["cat/deep/nested/cut.jpg", "dog/page.jpg"], tmp_path / "q"
-    )
-    assert not (root / "dog" / "page.jpg").exists() and len(moves) == 2
-    restore(manifest)
-    monkeypatch.setattr(os, "rename", real_rename)
+    if cross_device:
+        monkeypatch.setattr(os, "rename", exdev_for_files_outside(tmp_path / "q", os.rename))
+    crash_at(monkeypatch, step, occurrence=2)  # the second file, with one finished before it
+    with pytest.raises(SimulatedCrash):
+        quarantine(report, ERRORS, tmp_path / "q")
+    monkeypatch.setattr(quarantine_module, "_after_step", lambda step: None)
+    restore_until_done(tmp_path / "q" / MANIFEST_NAME)
     assert tree_fingerprint(root, directory_times=False) == before
+    assert left_in(tmp_path / "q") == []
+
+
+@pytest.mark.parametrize("step", ["restore-moved", "restore-verified"])
+def test_a_crash_during_restore_is_finished_by_the_next_restore(
+    flagged, tmp_path, monkeypatch, step
+):
+    root, report = flagged
+    before = tree_fingerprint(root, directory_times=False)
+    manifest = quarantine(report, ERRORS, tmp_path / "q").manifest
+    crash_at(monkeypatch, step, occurrence=2)
+    with pytest.raises(SimulatedCrash):
+        restore(manifest)
+    monkeypatch.setattr(quarantine_module, "_after_step", lambda step: None)
+    outcome = restore(manifest)
+    assert len(outcome.restored) + len(outcome.already_back) == 3 and not outcome.refused
+    assert tree_fingerprint(root, directory_times=False) == before
+    assert left_in(tmp_path / "q") == []
+
+
+def test_restore_decides_per_file_and_resumes(flagged, tmp_path, capsys):
+    """Before: one altered quarantined file or one damaged line blocked every file, and a
+    half-done restore could not be finished."""
+    root, report = flagged
+    before = tree_fingerprint(root, directory_times=False)
+    manifest = quarantine(report, ERRORS, tmp_path / "q").manifest
+    altered = tmp_path / "q" / "dog" / "page.jpg"
+    original_bytes, times = altered.read_bytes(), altered.stat()
+    altered.write_bytes(b"tampered")
+    with open(manifest, "a", encoding="utf-8") as handle:
+        handle.write('{"op": "intent", "seq": 9, "original": \n')  # a torn last line
+
+    assert cli.main(["restore", str(manifest)]) == 1
+    captured = capsys.readouterr()
+    assert "refused: " in captured.err and "dog/page.jpg" in captured.err
+    assert f"{MANIFEST_NAME} line 8: damaged" in captured.err
+    assert "2 restored" in captured.out
+    assert (root / "dog" / "empty.jpg").exists() and not (root / "dog" / "page.jpg").exists()
+
+    altered.write_bytes(original_bytes)  # the user puts the right bytes back
+    os.utime(altered, ns=(times.st_atime_ns, times.st_mtime_ns))
+    assert cli.main(["restore", str(manifest)]) == 1  # the damaged line is still named
+    assert "1 restored (each verified), 2 already back, 1 refused" in capsys.readouterr().out
+    assert tree_fingerprint(root, directory_times=False) == before
+
+
+def test_a_taken_original_place_is_refused_alone(flagged, tmp_path):
+    root, report = flagged
+    manifest = quarantine(report, ERRORS, tmp_path / "q").manifest
+    (root / "dog" / "empty.jpg").write_bytes(b"a new file under the old name")
+    outcome = restore(manifest)
+    assert [what for what, _ in outcome.refused] == [str(root / "dog" / "empty.jpg")]
+    assert "taken by something else" in outcome.refused[0][1]
+    assert len(outcome.restored) == 2
+    assert (root / "dog" / "empty.jpg").read_bytes() == b"a new file under the old name"
+    assert (tmp_path / "q" / "dog" / "empty.jpg").exists()  # kept, never overwritten
+
+
+def test_a_manifest_of_0_1_0_still_restores(flagged, tmp_path):
+    """0.1.0 wrote one line per moved file, no header and no journal."""
+    root, report = flagged
+    before = tree_fingerprint(root, directory_times=False)
+    (tmp_path / "q" / "dog").mkdir(parents=True)
+    lines = []
+    for relpath in ("dog/empty.jpg", "dog/page.jpg"):
+        original, moved = root / relpath, tmp_path / "q" / relpath
+        row = next(row for row in select(report) if row.path == relpath)
+        os.rename(original, moved)
+        lines.append(
+            json.dumps(
+                {
+                    "original": str(original),
+                    "relpath": relpath,
+                    "quarantined": str(moved),
+                    "sha256": row.sha256,
+                    "bytes": row.bytes,
+                    "mtime_ns": row.mtime_ns,
+                    "codes": row.issues,
+                    "reason": row.reasons,
+                }
+            )  # fmt: skip
+        )
+    (tmp_path / "q" / MANIFEST_NAME).write_text("\n".join(lines) + "\n")
+    outcome = restore(tmp_path / "q" / MANIFEST_NAME)
+    assert len(outcome.restored) == 2 and not outcome.refused
+    assert tree_fingerprint(root, directory_times=False) == before
+
+
+@pytest.mark.parametrize("cross_device", [False, True], ids=["rename", "copy"])
+def test_broken_links_fifos_and_sockets_move_as_what_they_are(tmp_path, monkeypatch, cross_device):
+    """Before: they could never be quarantined ("changed since the report"), and a
+    cross-filesystem move turned a symlink into a copy of its target."""
+    root = write_dataset(tmp_path / "data", {"cat/a.jpg": jpeg(1), "dog/b.jpg": jpeg(2)})
+    (root / "cat" / "dangling.jpg").symlink_to("no-such-file.jpg")
+    (root / "cat" / "link.jpg").symlink_to("a.jpg")
+    os.mkfifo(root / "dog" / "pipe.jpg")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(root / "dog" / "sock.jpg"))
+    scan(root, tmp_path / "report", jobs=1)
+    before = tree_fingerprint(root, directory_times=False)
+    moving = ["cat/dangling.jpg", "cat/link.jpg", "dog/pipe.jpg"] + (
+        [] if cross_device else ["dog/sock.jpg"]
+    )
+    if cross_device:
+        monkeypatch.setattr(os, "rename", exdev_for_files_outside(tmp_path / "q", os.rename))
+    outcome = quarantine(tmp_path / "report", moving, tmp_path / "q")
+    assert sorted(move.kind for move in outcome.moved) == sorted(
+        ["symlink", "symlink", "fifo"] + ([] if cross_device else ["socket"])
+    )
+    assert os.readlink(tmp_path / "q" / "cat" / "link.jpg") == "a.jpg"
+    assert not any(os.path.lexists(root / path) for path in moving)
+    restore_until_done(outcome.manifest)
+    assert tree_fingerprint(root, directory_times=False) == before
+    assert os.readlink(root / "cat" / "link.jpg") == "a.jpg"
+    listener.close()
 
 
 def test_quarantine_inside_the_dataset_is_refused(flagged):
     root, report = flagged
-    with pytest.raises(QuarantineRefused, match="inside the dataset"):
+    with pytest.raises(OutputInsideDataset, match="inside the dataset"):
         quarantine(report, ["dog/empty.jpg"], root / "q")
+
+
+def test_ctrl_c_stops_between_files_and_says_where_the_manifest_is(
+    flagged, tmp_path, monkeypatch, capsys
+):
+    root, report = flagged
+    before = tree_fingerprint(root, directory_times=False)
+
+    def press_ctrl_c(step):
+        if step == "moved":
+            os.kill(os.getpid(), 2)  # SIGINT in the middle of the first file's move
+
+    monkeypatch.setattr(quarantine_module, "_after_step", press_ctrl_c)
+    assert cli.main(["quarantine", str(report), "--to", str(tmp_path / "q")]) == 130
+    err = capsys.readouterr().err
+    assert "1 of 3 file(s) moved; restore them with: python -m audit restore" in err
+    assert str(tmp_path / "q" / MANIFEST_NAME) in err
+    assert [line.get("op") for line in journal(tmp_path / "q" / MANIFEST_NAME)][1:] == [
+        "intent",
+        "done",
+    ]  # the first file finished its move; the next one never started
+    monkeypatch.setattr(quarantine_module, "_after_step", lambda step: None)
+    restore_until_done(tmp_path / "q" / MANIFEST_NAME)
+    assert tree_fingerprint(root, directory_times=False) == before
 
 
 @settings(
@@ -152,8 +337,37 @@ def test_any_selection_round_trips_byte_identical(tmp_path_factory, data):
     scan(root, work / "report", jobs=1, cache=False)
     chosen = data.draw(st.lists(st.sampled_from(sorted(files)), unique=True, max_size=len(files)))
     before = tree_fingerprint(root, directory_times=False)
-    manifest, _ = quarantine(work / "report", chosen, work / "q")
+    outcome = quarantine(work / "report", chosen, work / "q")
     assert all(not (root / path).exists() for path in chosen)
     if chosen:
-        restore(manifest)
+        restore_until_done(outcome.manifest)
     assert tree_fingerprint(root, directory_times=False) == before
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def crash_at(monkeypatch, step: str, occurrence: int) -> None:
+    """Die (SimulatedCrash) the occurrence-th time the journal reaches step."""
+    seen = {"count": 0}
+
+    def after(name):
+        if name == step:
+            seen["count"] += 1
+            if seen["count"] == occurrence:
+                raise SimulatedCrash(step)
+
+    monkeypatch.setattr(quarantine_module, "_after_step", after)
+
+
+def exdev_for_files_outside(folder: Path, real_rename):
+    """os.rename that fails with EXDEV between the dataset and folder (another 'device')."""
+    inside = str(folder)
+
+    def rename(source, target):
+        source, target = str(source), str(target)
+        if source.startswith(inside) != target.startswith(inside):
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        return real_rename(source, target)
+
+    return rename

@@ -240,19 +240,20 @@ def _quarantine(report_dir: Path) -> None:
             pd.DataFrame([asdict(row) for row in rows])[["path", "severity", "issues"]],
             hide_index=True,
         )
-        destination = report_dir / "quarantine-app"
         confirmed = st.checkbox(
-            f"I understand: these {len(rows)} files will be moved out of the dataset into "
-            f"{destination}, with a manifest that restores them.",
+            f"I understand: these {len(rows)} files will be moved out of the dataset into a "
+            f"new quarantine folder under {report_dir}, with a manifest that restores them.",
             key="quarantine_confirm",
         )
         if st.button("Quarantine", key="quarantine_go", disabled=not confirmed):
             try:
-                checked(destination)
-                manifest, moves = quarantine(report_dir, [row.path for row in rows], destination)
+                checked(report_dir)
+                outcome = quarantine(report_dir, [row.path for row in rows])
             except (UserError, OutsideAllowedRoots) as error:
                 st.error(f"Refused: {error}")
                 return
+            returned = f"; {len(outcome.returned)} changed while moving and were put back"
             st.success(
-                f"{len(moves)} file(s) moved. Restore with: python -m audit restore {manifest}"
+                f"{len(outcome.moved)} file(s) moved{returned if outcome.returned else ''}. "
+                f"Restore with: python -m audit restore {outcome.manifest}"
             )

@@ -1,0 +1,94 @@
+"""One writer per output folder: scan, check and quarantine take the folder's lock.
+
+The lock is an advisory `flock` on `<folder>/.image-audit.lock`, held for the whole
+command and released by the kernel when the process ends, even on SIGKILL: a stale
+lock file never blocks anyone. The file records who holds it (process id, command and
+start time), so a second command refuses at once with a message naming the holder
+instead of failing later (SQLite's "database is locked", interleaved reports).
+
+Within one process the lock is re-entrant: `check` holds it and calls `scan` on the
+same folder.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+from audit.errors import UserError
+
+LOCK_NAME = ".image-audit.lock"
+
+_held: dict[str, int] = {}  # resolved folder -> re-entry depth, in this process
+_guard = threading.Lock()
+
+
+class FolderBusy(UserError):
+    """Another process is writing into the same output folder."""
+
+
+def _holder(path: Path) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        return "another process"
+    return text or "another process"
+
+
+@contextmanager
+def folder_lock(folder: Path, command: str | None = None) -> Iterator[None]:
+    """Hold the output folder's lock (creating the folder); FolderBusy when it is held."""
+    folder.mkdir(parents=True, exist_ok=True)
+    key = str(folder.resolve())
+    with _guard:
+        if key in _held:
+            _held[key] += 1
+            reentered = True
+        else:
+            reentered = False
+    if reentered:
+        try:
+            yield
+        finally:
+            with _guard:
+                _held[key] -= 1
+        return
+
+    path = folder / LOCK_NAME
+    handle = open(path, "a+", encoding="utf-8")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FolderBusy(
+                f"{folder} is in use by {_holder(path)}; wait for it to finish or choose "
+                "another output folder"
+            ) from None
+        started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()} ({command or _command_line()}, since {started})\n")
+        handle.flush()
+        with _guard:
+            _held[key] = 1
+        try:
+            yield
+        finally:
+            with _guard:
+                _held.pop(key, None)
+            handle.seek(0)
+            handle.truncate()
+    finally:
+        handle.close()  # releases the flock
+
+
+def _command_line() -> str:
+    program = Path(sys.argv[0] or "python")
+    shown = f"python -m {program.parent.name}" if program.name == "__main__.py" else program.name
+    return " ".join([shown, *sys.argv[1:]])[:200]
