@@ -78,10 +78,12 @@ def number(
     return parse
 
 
-# The counts every CLI takes.
-jobs = integer(minimum=1)
-positive = integer(minimum=1)
-non_negative = integer(minimum=0)
+# The counts every CLI takes, each with a ceiling: a value past it is a typo, and would
+# overflow a C integer further down (the process pool, SQLite, TensorFlow).
+INT32_MAX = 2**31 - 1
+jobs = integer(minimum=1, maximum=1024)
+positive = integer(minimum=1, maximum=INT32_MAX)
+non_negative = integer(minimum=0, maximum=INT32_MAX)
 open_fraction = number(minimum=0.0, maximum=1.0, above_minimum=True, below_maximum=True)
 
 

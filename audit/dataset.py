@@ -76,6 +76,7 @@ class Layout:
     files_per_folder: dict[str, int] = field(default_factory=dict)  # by ClassFolder.prefix
     ignored: list[Skipped] = field(default_factory=list)
     stray_files: list[str] = field(default_factory=list)
+    against: Path | None = None  # the second dataset of --against, when given
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -135,6 +136,7 @@ def discover(root: str | os.PathLike, against: str | os.PathLike | None = None) 
     LayoutError says what is expected.
     """
     root_path = _existing_folder(root)
+    against_path: Path | None = None
     ignored: list[Skipped] = []
     stray: list[str] = []
     subdirs = _list_top(root_path, "", ignored, stray)
@@ -172,7 +174,7 @@ def discover(root: str | os.PathLike, against: str | os.PathLike | None = None) 
             "(or ROOT/train/<class>/... and ROOT/val/<class>/... for splits)."
         )
 
-    layout = Layout(root_path, folders, ignored=ignored, stray_files=stray)
+    layout = Layout(root_path, folders, ignored=ignored, stray_files=stray, against=against_path)
     for folder in folders:
         count = 0
         for relpath, skipped in _walk_folder(folder.path, folder.prefix):

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from audit.errors import AlreadyExists, MissingDependency
+from audit.errors import AlreadyExists, CannotWrite, MissingDependency
 
 CLASS_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 SIDE = 32
@@ -61,9 +61,13 @@ def build_demo(dest: Path) -> Path:
     """Write the demo dataset under dest/ and return dest (absolute)."""
     load_digits, load_sample_image = _load_sklearn()
     dest = dest.absolute()
-    if dest.exists() and any(dest.iterdir()):
-        raise AlreadyExists(f"{dest} exists and is not empty; remove it or choose another folder")
-    dest.mkdir(parents=True, exist_ok=True)
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        what = "is not empty" if dest.is_dir() else "is a file"
+        raise AlreadyExists(f"{dest} exists and {what}; remove it or choose another folder")
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CannotWrite(f"cannot create {dest}: {error.strerror or error}") from None
 
     digits = load_digits()
     counts: dict[str, int] = {}

@@ -30,12 +30,13 @@ from typing import Protocol
 
 from audit.checks import REGISTRY, Registry, Thresholds
 from audit.dataset import FileEntry
-from audit.errors import MissingDependency
+from audit.errors import MissingDependency, UserError
 from audit.inspect import inspect_file
 from audit.records import FileRecord, Finding
 
 CHUNK_SIZE = 64  # files per task sent to a worker
 DASK_CHUNK_SIZE = 256
+SCHEDULER_TIMEOUT = "10s"  # how long to try to reach --scheduler
 
 
 class Engine(Protocol):
@@ -364,7 +365,13 @@ class DaskEngine:
         self.work = work
         if address:
             self._cluster = None
-            self.client = Client(address)
+            try:
+                self.client = Client(address, timeout=SCHEDULER_TIMEOUT)
+            except OSError as error:  # refused, unreachable, timed out
+                raise UserError(
+                    f"cannot reach the Dask scheduler {address} ({error}); is it running, and "
+                    "is the address host:port of its scheduler (tcp://...)?"
+                ) from None
         else:
             self._cluster = LocalCluster(
                 n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None

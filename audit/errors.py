@@ -25,6 +25,11 @@ class AlreadyExists(UserError, FileExistsError):
     """A file or folder the command would create is already there (never overwritten)."""
 
 
+class CannotWrite(UserError):
+    """A path the command must create or write cannot be (a file where a folder is
+    needed, no permission, a read-only or virtual filesystem)."""
+
+
 class InvalidArgument(UserError, ValueError):
     """A value passed to a library function or an option is not allowed; the message
     says what is."""

@@ -14,6 +14,8 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+from audit.errors import CannotWrite
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -46,10 +48,16 @@ class Run:
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    connection = sqlite3.connect(path, timeout=60, isolation_level=None)
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.executescript(SCHEMA)
+    """The history database; CannotWrite (exit 2) when path is not one, or cannot be made."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(path, timeout=60, isolation_level=None)
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.executescript(SCHEMA)
+    except (OSError, sqlite3.Error) as error:
+        raise CannotWrite(
+            f"--history {path} is not a usable check history ({error}); give another path"
+        ) from None
     return connection
 
 

@@ -19,11 +19,14 @@ import io
 import mmap
 import os
 import stat
+import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from audit import containers, formats, hashing
 from audit.dataset import FileEntry
@@ -152,13 +155,45 @@ def _decode(data, structure: containers.Structure, max_pixels: int) -> dict[str,
                     # Smallest JPEG scale that still gives >= 32 px for the 32x32 pHash
                     # (the hash then differs from a full decode's: see audit.hashing).
                     image.draft("L", (32, 32))
-                image.load()
+                with strict_decoding():
+                    image.load()
                 observed["phash"] = hashing.phash(image)
                 observed["phash_zoom"] = hashing.zoom_phashes(image)
                 observed["decoded"] = True
             except Exception as error:
                 observed["decode_error"] = _describe(error)
     return observed
+
+
+# Pillow decodes a truncated file without complaint while the process-wide
+# ImageFile.LOAD_TRUNCATED_IMAGES is set. Thumbnails set it (to show what decodes); a scan
+# in the same process (the app, one job) must never see it set: both switch it under
+# this lock. Seen: a truncated JPEG judged decodable while another thread drew thumbnails.
+TRUNCATION_SWITCH = threading.Lock()
+
+
+@contextmanager
+def strict_decoding() -> Iterator[None]:
+    """Decode with truncation as an error, whatever other threads want."""
+    with TRUNCATION_SWITCH:
+        previous = ImageFile.LOAD_TRUNCATED_IMAGES
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
+        try:
+            yield
+        finally:
+            ImageFile.LOAD_TRUNCATED_IMAGES = previous
+
+
+@contextmanager
+def lenient_decoding() -> Iterator[None]:
+    """Decode what a truncated file holds (for a picture of it, never for a judgement)."""
+    with TRUNCATION_SWITCH:
+        previous = ImageFile.LOAD_TRUNCATED_IMAGES
+        ImageFile.LOAD_TRUNCATED_IMAGES = True
+        try:
+            yield
+        finally:
+            ImageFile.LOAD_TRUNCATED_IMAGES = previous
 
 
 def _orientation(image: Image.Image) -> int | None:

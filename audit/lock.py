@@ -6,7 +6,7 @@ lock file never blocks anyone. The file records who holds it (process id, comman
 start time), so a second command refuses at once with a message naming the holder
 instead of failing later (SQLite's "database is locked", interleaved reports).
 
-Within one process the lock is re-entrant: `check` holds it and calls `scan` on the
+Within one thread the lock is re-entrant: `check` holds it and calls `scan` on the
 same folder.
 """
 
@@ -21,11 +21,11 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-from audit.errors import UserError
+from audit.errors import CannotWrite, UserError
 
 LOCK_NAME = ".image-audit.lock"
 
-_held: dict[str, int] = {}  # resolved folder -> re-entry depth, in this process
+_held: dict[tuple[str, int], int] = {}  # (resolved folder, thread) -> re-entry depth
 _guard = threading.Lock()
 
 
@@ -43,15 +43,15 @@ def _holder(path: Path) -> str:
 
 @contextmanager
 def folder_lock(folder: Path, command: str | None = None) -> Iterator[None]:
-    """Hold the output folder's lock (creating the folder); FolderBusy when it is held."""
-    folder.mkdir(parents=True, exist_ok=True)
-    key = str(folder.resolve())
+    """Hold the output folder's lock (creating the folder); FolderBusy when it is held,
+    CannotWrite when the folder cannot be made or written."""
+    # Re-entrant per thread: `check` locks and calls `scan` in one thread, while two
+    # threads of one process (the app) scanning into one folder exclude each other.
+    key = (str(folder.resolve()), threading.get_ident())
     with _guard:
-        if key in _held:
+        reentered = key in _held
+        if reentered:
             _held[key] += 1
-            reentered = True
-        else:
-            reentered = False
     if reentered:
         try:
             yield
@@ -60,8 +60,14 @@ def folder_lock(folder: Path, command: str | None = None) -> Iterator[None]:
                 _held[key] -= 1
         return
 
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(folder / LOCK_NAME, "a+", encoding="utf-8")
+    except OSError as error:
+        raise CannotWrite(
+            f"cannot write into {folder}: {error.strerror or error}; choose another folder"
+        ) from None
     path = folder / LOCK_NAME
-    handle = open(path, "a+", encoding="utf-8")
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -73,7 +79,8 @@ def folder_lock(folder: Path, command: str | None = None) -> Iterator[None]:
         started = datetime.now(timezone.utc).isoformat(timespec="seconds")
         handle.seek(0)
         handle.truncate()
-        handle.write(f"process {os.getpid()} ({command or _command_line()}, since {started})\n")
+        what = f"{command}, from {_command_line()}" if command else _command_line()
+        handle.write(f"process {os.getpid()} ({what}, since {started})\n")
         handle.flush()
         with _guard:
             _held[key] = 1

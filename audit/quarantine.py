@@ -41,7 +41,6 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
 from audit.codes import CODES, SEVERITY_RANK
-from audit.dataset import resolve
 from audit.errors import InvalidArgument, UserError
 from audit.lock import FolderBusy, folder_lock
 from audit.outputs import refuse_inside
@@ -162,7 +161,7 @@ def _quarantine(
     plan, changed = [], []
     for relpath in relpaths:
         row = rows[relpath]
-        original = Path(resolve(root, relpath))
+        original = opened.locate(row)
         why = _changed_since_report(original, row)
         if why:
             changed.append(f"{relpath} ({why})")
@@ -316,6 +315,7 @@ def _read_manifest(manifest: Path) -> tuple[list[Move], RestoreOutcome]:
     entries: dict[int, Move] = {}
     settled: set[int] = set()  # returned during the quarantine: never moved
     names = {item.name for item in fields(Move)}
+    header = False
     try:
         text = manifest.read_text(encoding="utf-8", errors="strict")
     except (OSError, UnicodeDecodeError) as error:
@@ -328,6 +328,7 @@ def _read_manifest(manifest: Path) -> tuple[list[Move], RestoreOutcome]:
             if not isinstance(entry, dict):
                 raise ValueError("not a JSON object")
             if "format" in entry:
+                header = True
                 if entry["format"] != MANIFEST_FORMAT:
                     raise QuarantineRefused(
                         f"{manifest} is a manifest of format {entry['format']!r}; this version "
@@ -350,6 +351,11 @@ def _read_manifest(manifest: Path) -> tuple[list[Move], RestoreOutcome]:
             raise
         except (ValueError, TypeError) as error:
             outcome.refused.append((f"{manifest.name} line {number}", f"damaged: {error}"))
+    if not entries and not header and outcome.refused:
+        raise QuarantineRefused(
+            f"{manifest} is not a quarantine manifest: no line of it reads as one "
+            f"({outcome.refused[0][0]}: {outcome.refused[0][1]})"
+        )
     moves = [move for sequence, move in entries.items() if sequence not in settled]
     return moves, outcome
 

@@ -182,6 +182,7 @@ def build_summary(collector: _Collector, context: ReportContext) -> dict:
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "duration_s": round(time.monotonic() - context.started, 3),
         "root": str(context.root),
+        "against": None if layout.against is None else str(layout.against),
         "out": str(context.out),
         "jobs": context.jobs,
         "engine": context.engine,

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from audit import hashing
+from audit.codes import SEVERITIES
 from audit.errors import UserError
 from audit.records import FileRecord
 
@@ -123,30 +124,57 @@ class DuplicateRow:
 
 
 def _optional_int(text: str) -> int | None:
-    return int(text) if text != "" else None
+    return _count(text) if text != "" else None
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"{value} is negative")
+    return value
+
+
+def _relative_path(text: str) -> str:
+    """A row's path: POSIX, relative, without NUL (one that starts with '../' belongs to
+    the --against dataset; callers check where it leads)."""
+    if not text or "\0" in text or text.startswith("/"):
+        raise ValueError(f"path {text!r} is not a relative path")
+    return text
+
+
+def _severity(text: str) -> str:
+    if text not in SEVERITIES:
+        raise ValueError(f"severity {text!r} is not one of {', '.join(SEVERITIES)}")
+    return text
 
 
 def _image_row(values: dict[str, str]) -> ImageRow:
     return ImageRow(
-        path=values["path"],
+        path=_relative_path(values["path"]),
         label=values["label"],
         split=values.get("split", ""),
-        bytes=int(values["bytes"]),
+        bytes=_count(values["bytes"]),
         format=values["format"],
         mode=values.get("mode", ""),
         width=_optional_int(values["width"]),
         height=_optional_int(values["height"]),
         sha256=values["sha256"],
         phash=values["phash"],
-        severity=values["severity"],
+        severity=_severity(values["severity"]),
         issues=values["issues"],
         reasons=values.get("reasons", ""),
         phash_zoom=values.get("phash_zoom", ""),
-        mtime_ns=_optional_int(values.get("mtime_ns", "")),
+        mtime_ns=_mtime(values.get("mtime_ns", "")),
     )
 
 
+def _mtime(text: str) -> int | None:
+    return int(text) if text != "" else None  # before 1970 is negative, and allowed
+
+
 def _finding_row(values: dict[str, str]) -> FindingRow:
+    _relative_path(values["path"])
+    _severity(values["severity"])
     return FindingRow(**{name: values[name] for name in FINDINGS.columns})
 
 
@@ -154,9 +182,9 @@ def _duplicate_row(values: dict[str, str]) -> DuplicateRow:
     if values["keeper"] not in ("True", "False"):
         raise ValueError(f"keeper must be True or False, got {values['keeper']!r}")
     return DuplicateRow(
-        group=int(values["group"]),
+        group=_count(values["group"]),
         kind=values["kind"],
-        path=values["path"],
+        path=_relative_path(values["path"]),
         label=values["label"],
         split=values.get("split", ""),
         distance=_optional_int(values["distance"]),
@@ -215,12 +243,12 @@ def read_summary(folder: str | os.PathLike) -> dict:
     """summary.json of a report folder, checked for the keys every reader relies on."""
     path = Path(folder) / SUMMARY_NAME
     try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
+        summary = json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constants)
     except FileNotFoundError:
         raise ReportError(
             f"no audit report in {Path(folder)} ({SUMMARY_NAME} is missing); {RESCAN}"
         ) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (OSError, ValueError) as error:  # ValueError: not UTF-8, not JSON, NaN
         raise ReportError(f"cannot read {path}: {error}; {RESCAN}") from None
     if not isinstance(summary, dict):
         raise ReportError(f"{path} is not an image-audit summary (not a JSON object); {RESCAN}")
@@ -228,7 +256,37 @@ def read_summary(folder: str | os.PathLike) -> dict:
     if missing or summary.get("tool") != "image-audit":
         lacks = f"lacks {', '.join(missing)}" if missing else "was written by another tool"
         raise ReportError(f"{path} {lacks}: not a complete image-audit summary; {RESCAN}")
+    wrong = _summary_types(summary)
+    if wrong:
+        raise ReportError(f"{path}: {wrong}; {RESCAN}")
     return summary
+
+
+def _no_constants(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _summary_types(summary: dict) -> str | None:
+    """What is wrong with the types of the fields every reader relies on, or None."""
+    if not isinstance(summary["root"], str) or not summary["root"]:
+        return "root is not a path"
+    if summary.get("against") is not None and not isinstance(summary["against"], str):
+        return "against is not a path"
+    for key in ("files", "usable"):
+        if not isinstance(summary[key], int) or isinstance(summary[key], bool) or summary[key] < 0:
+            return f"{key} is not a count"
+    if not isinstance(summary["severity_counts"], dict):
+        return "severity_counts is not an object"
+    classes = summary["classes"]
+    if not isinstance(classes, list) or not all(
+        isinstance(entry, dict)
+        and isinstance(entry.get("name"), str)
+        and isinstance(entry.get("files"), int)
+        and isinstance(entry.get("usable"), int)
+        for entry in classes
+    ):
+        return "classes is not a list of {name, files, usable}"
+    return None
 
 
 class Report:
@@ -246,6 +304,29 @@ class Report:
     def root(self) -> Path:
         """The dataset folder the report was made from."""
         return Path(self.summary["root"])
+
+    @property
+    def dataset_roots(self) -> tuple[Path, ...]:
+        """ROOT, and the --against dataset when the scan had one."""
+        against = self.summary.get("against")
+        return (self.root,) if against is None else (self.root, Path(against))
+
+    def locate(self, row: ImageRow) -> Path:
+        """The file a row names, as an absolute path; ReportError when the row's path leads
+        out of the scanned datasets (a report edited to reach another file)."""
+        from audit.dataset import resolve
+
+        located = Path(resolve(self.root, row.path))
+        inside = any(
+            located == root or root in located.parents
+            for root in (Path(os.path.normpath(root)) for root in self.dataset_roots)
+        )
+        if not inside:
+            raise ReportError(
+                f"{self.path(IMAGES)}: the path {row.path!r} leads out of the scanned "
+                f"dataset(s) {', '.join(map(str, self.dataset_roots))}; {RESCAN}"
+            )
+        return located
 
     @property
     def class_names(self) -> tuple[str, ...]:

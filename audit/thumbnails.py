@@ -10,19 +10,18 @@ import base64
 import io
 import warnings
 
-from PIL import Image, ImageFile
+from PIL import Image
 
 from audit.dataset import file_key, resolve
+from audit.inspect import lenient_decoding
 
 THUMBNAIL_SIDE = 96
 
 
 def thumbnail_data_uri(path: str, max_pixels: int, side: int = THUMBNAIL_SIDE) -> str | None:
     """A data: URI with a JPEG thumbnail of path, or None when nothing decodes."""
-    previous = ImageFile.LOAD_TRUNCATED_IMAGES
-    ImageFile.LOAD_TRUNCATED_IMAGES = True  # show the part of a truncated file that decodes
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), lenient_decoding():  # show what a truncated file holds
             warnings.simplefilter("ignore")
             with Image.open(path) as image:
                 if image.width * image.height > max_pixels:
@@ -38,8 +37,6 @@ def thumbnail_data_uri(path: str, max_pixels: int, side: int = THUMBNAIL_SIDE) -
         picture.save(buffer, "JPEG", quality=80)
     except Exception:  # anything undecodable simply has no thumbnail
         return None
-    finally:
-        ImageFile.LOAD_TRUNCATED_IMAGES = previous
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 

@@ -13,6 +13,7 @@ import pytest
 from audit import cli
 from audit.outputs import dataset_key
 from tests.conftest import jpeg, write_dataset
+from tests.imagegen import encode, photo_like
 
 
 def run(*argv) -> int:
@@ -183,3 +184,53 @@ def test_module_entry_point_and_help(small_dataset, tmp_path):
         "--max-imbalance",
     ):
         assert option in shown.stdout
+
+
+@pytest.mark.parametrize(
+    "argv_tail, message",
+    [
+        (["--outlier-mad-k", "1001"], "argument --outlier-mad-k: 1001 must be above 0 and at most"),
+        (["--outlier-min-factor", "1e308"], "argument --outlier-min-factor: 1e308 must be"),
+        (["--jobs", "99999999999999999999"], "argument --jobs: 99999999999999999999 must be"),
+        (["--min-side", "99999999999999999999"], "argument --min-side: 99999999999999999999"),
+        (["--max-pixels", "99999999999999999999"], "argument --max-pixels: 99999999999999999999"),
+    ],
+)
+def test_numbers_past_their_ceiling_exit_2(small_dataset, tmp_path, capsys, argv_tail, message):
+    """Before: OverflowError tracebacks (exit 3) from the process pool or 2 ** bound."""
+    assert run("scan", small_dataset, "--out", tmp_path / "out", *argv_tail) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_the_largest_outlier_settings_do_not_overflow(tmp_path):
+    """Sizes 16 to 300 px: MAD > 0, so k = 1000 once gave 2 ** (median + 5000)."""
+    sides = (16, 24, 40, 64, 100, 150, 200, 250, 300)
+    files = {f"cat/{side}.png": encode(photo_like(side, side, seed=side), "PNG") for side in sides}
+    root = write_dataset(tmp_path / "data", files)
+    argv = ["--outlier-mad-k", "1000", "--outlier-min-factor", "1000000", "--quiet", "--jobs", 1]
+    assert run("scan", root, "--out", tmp_path / "out", *argv) in (0, 1)
+    rule = json.loads((tmp_path / "out" / "summary.json").read_text())["thresholds"]
+    assert rule["resolution_outlier"]["outliers"] == 0
+
+
+def test_output_places_that_cannot_be_written_exit_2(small_dataset, tmp_path, capsys):
+    """Before: FileExistsError / NotADirectoryError / sqlite3.DatabaseError tracebacks, exit 3."""
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("not a folder")
+    for argv in (
+        ["scan", small_dataset, "--out", a_file],
+        ["scan", small_dataset, "--out", a_file / "below"],
+        ["history", small_dataset, "--history", a_file],
+        ["demo", a_file],
+    ):
+        assert run(*argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("audit: error: "), (argv, err)
+    assert a_file.read_text() == "not a folder"
+
+
+def test_an_unreachable_dask_scheduler_exits_2(small_dataset, tmp_path, capsys):
+    pytest.importorskip("dask.distributed")
+    argv = ["--engine", "dask", "--scheduler", "tcp://127.0.0.1:1", "--quiet"]
+    assert run("scan", small_dataset, "--out", tmp_path / "out", *argv) == 2
+    assert "cannot reach the Dask scheduler tcp://127.0.0.1:1" in capsys.readouterr().err

@@ -371,3 +371,11 @@ def exdev_for_files_outside(folder: Path, real_rename):
         return real_rename(source, target)
 
     return rename
+
+
+def test_a_file_that_is_no_manifest_is_refused_whole(tmp_path, capsys):
+    garbage = tmp_path / "garbage.jsonl"
+    garbage.write_text('hello\n[1, 2]\n{"unexpected": true}\n')
+    assert cli.main(["restore", str(garbage)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is not a quarantine manifest" in err[0] and "line 1" in err[0]

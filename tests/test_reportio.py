@@ -123,3 +123,66 @@ def test_summary_json_is_strict_json(report):
     text = (report / "summary.json").read_text()
     json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in summary.json"))
     assert os.path.getsize(report / "summary.json") > 0
+
+
+def _edit_summary(report: Path, **changes) -> None:
+    summary = json.loads((report / "summary.json").read_text())
+    summary.update(changes)
+    (report / "summary.json").write_text(json.dumps(summary))
+
+
+def _edit_first_row(report: Path, column: str, value: str) -> None:
+    with open(report / "images.csv", encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    rows[0][column] = value
+    with open(report / "images.csv", "w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda r: _edit_summary(r, root=None), "root is not a path"),
+        (lambda r: _edit_summary(r, classes="x"), "classes is not a list"),
+        (lambda r: _edit_summary(r, files=-1), "files is not a count"),
+        (
+            lambda r: (r / "summary.json").write_text(
+                (r / "summary.json").read_text().replace('"usable": ', '"usable": NaN, "x": ', 1)
+            ),
+            "NaN is not a JSON number",
+        ),
+        (lambda r: _edit_first_row(r, "severity", "catastrophic"), "severity 'catastrophic'"),
+        (lambda r: _edit_first_row(r, "bytes", "-5"), "-5 is negative"),
+        (lambda r: _edit_first_row(r, "path", "/etc/passwd"), "not a relative path"),
+        (lambda r: _edit_first_row(r, "path", "cat/a\0b.jpg"), "x00b.jpg. is not a relative"),
+    ],
+)
+def test_wrong_values_in_a_report_are_refused(report, damage, message):
+    """Before: KeyError, TypeError or ValueError tracebacks (exit 3) in quarantine and train."""
+    damage(report)
+    with pytest.raises(ReportError, match=message):
+        Report(report).images()
+    with pytest.raises(ReportError):
+        load_examples(report, check_stale=False)
+
+
+def test_a_row_leading_out_of_the_dataset_is_never_moved(report, small_dataset, tmp_path, capsys):
+    """An edited images.csv naming ../outside.txt (with its real size, mtime and sha256)
+    once made quarantine move a file from outside ROOT."""
+    outside = small_dataset.parent / "outside.txt"
+    outside.write_bytes(b"")  # the same content as dog/empty.jpg, so its row matches
+    with open(report / "images.csv", encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        if row["path"] == "dog/empty.jpg":
+            row["path"] = "../outside.txt"
+            row["mtime_ns"] = str(outside.stat().st_mtime_ns)
+    with open(report / "images.csv", "w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    assert cli.main(["quarantine", str(report), "--to", str(tmp_path / "q")]) == 2
+    assert "leads out of the scanned dataset" in capsys.readouterr().err
+    assert outside.exists()

@@ -219,3 +219,21 @@ def test_a_crash_while_later_batches_wait_costs_one_row(tmp_path, monkeypatch):
     records, layout = inspect_with_a_crash(tmp_path, "13_crash.jpg")
     assert [r.path for r in records] == [e.relpath for e in layout.iter_files()]
     assert [r.path for r in records if r.findings] == ["cat/13_crash.jpg"]
+
+
+def test_a_truncated_file_is_judged_whatever_pillow_is_told_elsewhere(tmp_path, monkeypatch):
+    """Thumbnails let Pillow read truncated files (a process-wide switch); an inline scan in
+    the same process once judged a truncated JPEG decodable while that switch was on."""
+    from PIL import ImageFile
+
+    cut = jpeg(20)
+    root = write_dataset(
+        tmp_path / "d", {"dog/cut.jpg": cut[: len(cut) // 2], "cat/a.jpg": jpeg(1)}
+    )
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    result = scan(root, tmp_path / "out", jobs=1, cache=False)
+    assert result.summary["issue_counts"]["truncated"] == 1
+    rows = (tmp_path / "out" / "images.csv").read_text().splitlines()
+    cut_row = next(row for row in rows if row.startswith("dog/cut.jpg"))
+    assert "decoder: image file is truncated" in cut_row
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True  # left as the caller set it

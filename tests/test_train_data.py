@@ -132,3 +132,12 @@ def test_every_class_keeps_a_training_image(tmp_path):
     scan(root, tmp_path / "r", jobs=1)
     split = split_examples(load_examples(tmp_path / "r"), 0.5, 0)
     assert split.train_counts() == [5, 1]
+
+
+def test_an_empty_stage_list_is_refused():
+    """`--stages ''` once ran the sanity stages as if none had been given."""
+    from audit.errors import InvalidArgument
+    from train.cli import select_stages
+
+    with pytest.raises(InvalidArgument, match="none given"):
+        select_stages("")

@@ -58,28 +58,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--image-size",
-        type=argtypes.integer(minimum=8),
+        type=argtypes.integer(minimum=8, maximum=4096),
         help=f"square input side in pixels (default: {defaults.image_size}, or the preset's)",
     )
     run.add_argument(
         "--batch-size",
-        type=argtypes.positive,
+        type=argtypes.integer(minimum=1, maximum=65536),
         help=f"default: {defaults.batch_size}, or the preset's",
     )
     run.add_argument(
         "--epochs",
-        type=argtypes.positive,
+        type=argtypes.integer(minimum=1, maximum=100_000),
         help=f"epochs per training run (default: {defaults.epochs}, or the preset's)",
     )
     run.add_argument(
         "--seed",
-        type=argtypes.non_negative,
+        type=argtypes.integer(minimum=0, maximum=2**32 - 1),  # what TensorFlow accepts
         default=defaults.seed,
         help=f"random seed for the split, the weights and the batches (default: {defaults.seed})",
     )
     run.add_argument(
         "--learning-rate",
-        type=argtypes.number(minimum=0.0, above_minimum=True),
+        type=argtypes.number(minimum=0.0, maximum=10.0, above_minimum=True),
         default=defaults.learning_rate,
         help=f"Adam learning rate (default: {defaults.learning_rate:g})",
     )
@@ -129,7 +129,8 @@ def run_stages(args: argparse.Namespace) -> int:
     from train.data import load_examples, split_examples
     from train.recipe import run_recipe
 
-    names = select_stages(args.stages or ("all" if args.preset else "sanity"))
+    default = "all" if args.preset else "sanity"
+    names = select_stages(default if args.stages is None else args.stages)
     settings = dict(PRESETS.get(args.preset, {}))
     for option in ("image_size", "batch_size", "epochs"):
         if getattr(args, option) is not None:

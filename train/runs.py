@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from audit.errors import AlreadyExists, InvalidArgument
+from audit.errors import AlreadyExists, CannotWrite, InvalidArgument
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,12 @@ class RunStore:
             raise AlreadyExists(
                 f"run folder {self.path} already holds a run; choose another --run-id"
             )
-        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise CannotWrite(
+                f"cannot create the run folder {self.path}: {error.strerror or error}"
+            ) from None
         self.stages_written = 0
 
     def write_stage(self, result: StageResult, preview: tuple | None = None) -> Path:

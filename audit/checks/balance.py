@@ -89,6 +89,7 @@ class BalanceCheck(Check):
             3.0,
             "class_imbalance above largest/smallest usable class R (default: {default})",
             minimum=1,
+            maximum=1e9,
             metavar="R",
         ),
     )

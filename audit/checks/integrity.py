@@ -184,6 +184,7 @@ class IntegrityCheck(Check):
             DEFAULT_MAX_PIXELS,
             "decompression-bomb limit: larger images are never decoded (default: {default})",
             minimum=1,
+            maximum=2**40,  # a trillion pixels; past it the product overflows int64 widths
             per_file=True,
         ),
     )

@@ -23,6 +23,7 @@ from audit.records import DatasetResult, Finding
 
 # Below this many usable images a median says little; the outlier rule is skipped.
 MIN_IMAGES_FOR_OUTLIERS = 8
+MAX_LOG2_DISTANCE = 64.0
 
 
 def check_file(facts: Facts, found: list[Finding], thresholds) -> list[Finding]:
@@ -70,6 +71,8 @@ def check_dataset(table, thresholds) -> DatasetResult:
     median = float(np.median(log_size))
     mad = float(np.median(np.abs(log_size - median)))
     allowed = max(thresholds.outlier_mad_k * 1.4826 * mad, math.log2(thresholds.outlier_min_factor))
+    # Bounds past 2**64 px mean "no outlier that way"; capped so 2**x stays a float.
+    allowed = min(allowed, MAX_LOG2_DISTANCE)
     lower, upper = 2 ** (median - allowed), 2 ** (median + allowed)
     median_side = 2**median
     summary.update(
@@ -111,6 +114,7 @@ class ResolutionCheck(Check):
             32,
             "tiny_image below this side (default: {default}; 0 turns it off)",
             minimum=0,
+            maximum=1_000_000,
             per_file=True,
             metavar="PX",
         ),
@@ -119,6 +123,7 @@ class ResolutionCheck(Check):
             3.0,
             "odd_aspect_ratio above long/short side R (default: {default})",
             minimum=1,
+            maximum=1_000_000,
             per_file=True,
             metavar="R",
         ),
@@ -128,6 +133,7 @@ class ResolutionCheck(Check):
             "resolution_outlier at K robust deviations (1.4826 x MAD of log2 linear size) "
             "from the median (default: {default})",
             minimum=0,
+            maximum=1000,
             above_minimum=True,
             metavar="K",
         ),
@@ -137,6 +143,7 @@ class ResolutionCheck(Check):
             "... and at least F times smaller or larger than the median linear size "
             "(default: {default})",
             minimum=1,
+            maximum=1_000_000,
             metavar="F",
         ),
     )
