@@ -8,7 +8,7 @@ DEMO_OUT := reports/demo
 
 IMAGEDEDUP_VENV := bench/.venv-imagededup
 
-.PHONY: help setup setup-dev browser demo lint test test-fast bench bench-env app clean
+.PHONY: help setup setup-dev browser demo lint test test-fast bench bench-env bench-fidelity app clean
 
 help:
 	@echo "make demo      set up .venv, build the demo dataset from scikit-learn's images, scan it"
@@ -16,6 +16,7 @@ help:
 	@echo "make lint      ruff (lint and format check) and mypy only"
 	@echo "make app       set up and start the Streamlit app (streamlit run app.py)"
 	@echo "make bench     print the benchmark figures (bench/): scan throughput, search time, duplicate quality"
+	@echo "make bench-fidelity  the audit's verdicts against TensorFlow on 1,000+ real test images"
 	@echo "make bench-env build bench/.venv-imagededup (imagededup + torch) for the comparison in make bench"
 	@echo "make clean     remove .venv, demo/ and generated reports"
 
@@ -68,6 +69,10 @@ bench: setup-dev
 	$(BIN)/python bench/scan_throughput.py
 	$(BIN)/python bench/search_speed.py
 	$(BIN)/python bench/near_duplicates_quality.py $(if $(wildcard $(IMAGEDEDUP_VENV)/bin/python),--imagededup-python $(IMAGEDEDUP_VENV)/bin/python)
+
+# Fetches the image libraries' source packages once into bench/.fidelity-cache/ (pip).
+bench-fidelity: setup-dev
+	$(BIN)/python bench/tf_fidelity.py
 
 # imagededup (and the torch it imports) live only in the benchmark's own environment.
 bench-env:

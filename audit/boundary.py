@@ -10,6 +10,7 @@ exceptions to exit codes by hand.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 
@@ -19,11 +20,60 @@ from audit.escaping import terminal
 EXIT_UNEXPECTED, EXIT_INTERRUPTED = 3, 130
 
 
+class _StdoutThatMayClose:
+    """sys.stdout that goes quiet when its reader leaves (`... | head -1`): the command
+    still finishes and exits with its own code, with no BrokenPipeError trace."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._silence()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._silence()
+            self._stream.flush()  # into /dev/null now: the final flush at exit succeeds
+
+    def _silence(self) -> None:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, self._stream.fileno())
+        finally:
+            os.close(devnull)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
 def run_command(parser: argparse.ArgumentParser, argv: list[str] | None, program: str) -> int:
     """Parse argv, call the chosen subcommand's handler(args).
 
     Every outcome is mapped to an exit code.
     """
+    if not isinstance(sys.stdout, _StdoutThatMayClose) and _is_pipe_or_file(sys.stdout):
+        sys.stdout = _StdoutThatMayClose(sys.stdout)  # a proxy with the same methods
+    try:
+        return _run(parser, argv, program)
+    finally:
+        sys.stdout.flush()
+
+
+def _is_pipe_or_file(stream) -> bool:
+    try:
+        stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False  # captured by a test harness or a host: left alone
+    return True
+
+
+def _run(parser: argparse.ArgumentParser, argv: list[str] | None, program: str) -> int:
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit_request:  # argparse: --help (0) or a usage error (2)

@@ -1,11 +1,14 @@
 """One scheduled check: scan (incrementally), validate with Great Expectations, record, report.
 
 Writes into OUT: the scan's reports, the Great Expectations project and its Data Docs
-site (OUT/gx-project/gx/uncommitted/data_docs/local_site/), validation_result.json, and
-check.html / check.md: the check's own summary, readable offline (Data Docs load their
-styles from CDNs). A second check (or scan) on the same OUT while one runs is refused at
-once, naming the process that holds it (audit.lock); the history takes concurrent
-writers from several OUT folders (SQLite transactions).
+site (OUT/gx-project/gx/uncommitted/data_docs/local_site/: rewritten by audit.datadocs
+to hold no script and load nothing from another host; names in it percent-encoded),
+validation_result.json (names as they are), great_expectations.log when GE logged
+anything, and check.html / check.md: the check's own summary. A suite that cannot be
+evaluated (audit.expectations.SuiteError, exit 2) leaves no row in the history. A
+second check (or scan) on the same OUT while one runs is refused at once, naming the
+process that holds it (audit.lock); the history takes concurrent writers from several
+OUT folders (SQLite transactions).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from audit import expectations, history
 from audit.escaping import markdown
 from audit.lock import folder_lock
+from audit.outputs import refuse_inside_dataset
 from audit.reportio import Report
 from audit.scan import scan
 
@@ -52,9 +56,13 @@ def run_check(
     rehash: as scan()'s (re-read cached files to find changed_in_place)."""
     suite = expectations.load_suite(suite_path)
     out_path = Path(out).absolute()
+    refuse_inside_dataset(root, out_path, "--out")  # before the lock creates the folder
+    refuse_inside_dataset(root, Path(history_path), "--history")
     with folder_lock(out_path, "check"):  # one writer per folder: a second check exits 2
         scanned = scan(root, out_path, jobs=jobs, fail_on="never", progress=progress, rehash=rehash)
-        outcome = expectations.run_checkpoint(out_path, suite, out_path / "gx-project")
+        outcome = expectations.run_checkpoint(
+            out_path, suite, out_path / "gx-project", suite_name=f"the suite {suite_path}"
+        )
         summary = scanned.summary
         run = history.Run(
             id=0,
@@ -105,6 +113,7 @@ def _write_summaries(
         summary=summary,
         docs=docs,
         pages=pages,
+        gx_log=expectations.GX_LOG if outcome.gx_messages else None,
     )
     (out / "check.html").write_text(html, encoding="utf-8")
     lines = [
@@ -133,6 +142,12 @@ def _write_summaries(
             f"{markdown(str(item.observed))} | {markdown(offending)} |"
         )
     lines += ["", f"Data Docs: `{docs}` · full report: `report.html`", ""]
+    if outcome.gx_messages:
+        lines += [
+            f"Great Expectations logged {len(outcome.gx_messages)} message(s) while validating "
+            f"or drawing its Data Docs: `{expectations.GX_LOG}`",
+            "",
+        ]
     (out / "check.md").write_text("\n".join(lines), encoding="utf-8")
     return {
         "check.html": out / "check.html",

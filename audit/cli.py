@@ -14,9 +14,9 @@ from pathlib import Path
 from audit import __version__, argtypes
 from audit.boundary import run_command
 from audit.checks import REGISTRY, Registry
-from audit.errors import AlreadyExists, InvalidArgument
+from audit.errors import AlreadyExists, CannotWrite, InvalidArgument
 from audit.escaping import terminal
-from audit.outputs import default_report_dir
+from audit.outputs import default_report_dir, refuse_inside_dataset
 
 EXIT_CLEAN, EXIT_FINDINGS = 0, 1
 
@@ -393,11 +393,15 @@ def run_suite_init(args: argparse.Namespace) -> int:
         raise AlreadyExists(
             f"{target} exists; a suite is never overwritten (remove it or choose another --out)"
         )
+    refuse_inside_dataset(args.root, target, "--out")
     report = Path(args.report) if args.report else default_report_dir(args.root)
     scan(args.root, report, fail_on="never")
     suite = suite_from_report(report)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(suite, indent=2) + "\n")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(suite, indent=2) + "\n")
+    except OSError as error:
+        raise CannotWrite(f"cannot write the suite {target}: {error.strerror or error}") from None
     count = sum(len(suite[table]["expectations"]) for table in ("files", "classes"))
     print(
         terminal(

@@ -36,6 +36,15 @@ CODES: dict[str, tuple[str, str]] = {
         "warning",
         "8-bit BMP with a colour palette: TensorFlow reads the indices as gray levels",
     ),
+    "bmp_bitfields_ignored": (
+        "warning",
+        "32-bit BMP with non-standard bit masks: TensorFlow ignores them, colours come out wrong",
+    ),
+    "undecodable_name": (
+        "warning",
+        "the file or folder name is not valid UTF-8: tools that take text paths (Keras's "
+        "loader among them) fail on it",
+    ),
     "changed_in_place": (
         "warning",
         "the checksum changed under unchanged size, modification time and inode "
@@ -56,6 +65,18 @@ DATASET_CODES: dict[str, tuple[str, str]] = {
     "class_imbalance": ("warning", "largest/smallest usable class count is over the limit"),
     "empty_class": ("warning", "a class folder has no usable image"),
     "stray_files": ("info", "files directly under ROOT belong to no class and are not scanned"),
+    "linked_folder": (
+        "warning",
+        "a folder symlink to a place already inside the dataset: not entered twice",
+    ),
+    "linked_file": (
+        "warning",
+        "a file symlink to a file the audit reads at its own place: not a second row",
+    ),
+    "unlistable_folder": (
+        "error",
+        "a folder under a class cannot be read: the files below it are not audited",
+    ),
 }
 
 

@@ -11,14 +11,27 @@ sorted order, lazily (so memory does not grow with the dataset). Rules:
   same <class>/<images> layout; its paths stay relative to ROOT (`../val/cat/1.jpg`);
 * OS clutter (.DS_Store, Thumbs.db, desktop.ini, any dotfile or dot-folder, which
   Keras's loader skips as well) is listed as ignored, never scanned;
-* symlinks are followed, but a folder already visited (a loop, or two links to one
-  place) is entered once, so a loop can never hang the walk;
+* every folder is entered at most once per scan, across all classes (keyed by device
+  and inode), so a loop can never hang the walk and no file is read twice;
+* a symlink to a folder inside the scanned dataset(s) (an ancestor, a sibling class,
+  itself) is not entered: it is reported (`linked`, kind "folder"); a symlink to a folder
+  outside is followed, and its files belong to the class that holds the link;
+* a symlink to a file that the walk reaches at its own place is not a second row (the
+  file has one row, under its own class): it is reported (`linked`, kind "file"); a link
+  to a file outside the dataset is a row of the class holding the link (once, however
+  many links lead to it);
+* a folder that cannot be listed is reported (`unlistable`): its files are not audited;
 * files directly under ROOT (or a split folder) belong to no class: reported, not scanned.
+
+Keras's `image_dataset_from_directory` (follow_links=False, its default) enters no
+folder symlink at all, inside or outside, and reads a file symlink as a file of the
+class holding it, again.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +70,15 @@ class Skipped:
 
 
 @dataclass(frozen=True, slots=True)
+class Link:
+    """A symlink the walk did not follow: what it points to is in the dataset already."""
+
+    relpath: str
+    kind: str  # "folder" or "file"
+    target: str  # where it points, relative to ROOT when inside it
+
+
+@dataclass(frozen=True, slots=True)
 class ClassFolder:
     """One class folder of one split."""
 
@@ -77,6 +99,11 @@ class Layout:
     ignored: list[Skipped] = field(default_factory=list)
     stray_files: list[str] = field(default_factory=list)
     against: Path | None = None  # the second dataset of --against, when given
+    linked: list[Link] = field(default_factory=list)  # links into the dataset, not followed
+    unlistable: list[Skipped] = field(default_factory=list)  # folders not audited
+    # Real paths of every folder tree the walk enters: ROOT's, and those of folder links
+    # to outside it. Nothing may be written below them.
+    real_folders: list[Path] = field(default_factory=list)
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -99,8 +126,9 @@ class Layout:
 
     def iter_files(self) -> Iterator[FileEntry]:
         """Yield every file under every class folder, sorted, lazily."""
+        walk = _Walk(self.root, self.against, self.folders)
         for folder in self.folders:
-            for relpath, skipped in _walk_folder(folder.path, folder.prefix):
+            for relpath, skipped in walk.folder(folder):
                 if skipped is None:
                     yield FileEntry(
                         resolve(self.root, relpath), relpath, folder.label, folder.split
@@ -159,6 +187,11 @@ def discover(root: str | os.PathLike, against: str | os.PathLike | None = None) 
         folders = [ClassFolder(own, label, root_path / label, label) for label in subdirs]
         if against is not None:
             against_path = _existing_folder(against)
+            if _same_folder(against_path, root_path):
+                raise LayoutError(
+                    f"--against {against_path} is ROOT itself: every file would be a "
+                    "split_leak; give the other split's folder"
+                )
             prefix = Path(os.path.relpath(against_path, root_path)).as_posix()
             for label in _list_top(against_path, f"{prefix}/", ignored, stray):
                 folders.append(ClassFolder(other, label, against_path / label, f"{prefix}/{label}"))
@@ -174,17 +207,47 @@ def discover(root: str | os.PathLike, against: str | os.PathLike | None = None) 
             "(or ROOT/train/<class>/... and ROOT/val/<class>/... for splits)."
         )
 
+    folders, class_links = _without_aliases(folders, root_path, against_path)
     layout = Layout(root_path, folders, ignored=ignored, stray_files=stray, against=against_path)
+    walk = _Walk(root_path, against_path, folders)
+    walk.links.extend(class_links)
     for folder in folders:
         count = 0
-        for relpath, skipped in _walk_folder(folder.path, folder.prefix):
+        for relpath, skipped in walk.folder(folder):
             if skipped is None:
                 count += 1
             else:
                 layout.ignored.append(Skipped(relpath, skipped))
         layout.files_per_folder[folder.prefix] = count
         layout.file_count += count
+    layout.linked, layout.unlistable = walk.links, walk.unlistable
+    layout.real_folders = walk.real_trees()
     return layout
+
+
+def _without_aliases(
+    folders: list[ClassFolder], root: Path, against: Path | None
+) -> tuple[list[ClassFolder], list[Link]]:
+    """Class folders that are symlinks to another folder of the dataset are aliases, not
+    classes: each file would be read under two labels. They are reported as links."""
+    bases = [Path(os.path.realpath(root))] + ([Path(os.path.realpath(against))] if against else [])
+    kept, links = [], []
+    for folder in folders:
+        real = Path(os.path.realpath(folder.path))
+        if folder.path.is_symlink() and any(real == b or b in real.parents for b in bases):
+            base = next(b for b in bases if real == b or b in real.parents)
+            shown = real.relative_to(base).as_posix() if base == bases[0] else str(real)
+            links.append(Link(folder.prefix, "folder", shown or "."))
+        else:
+            kept.append(folder)
+    return kept, links
+
+
+def _same_folder(first: Path, second: Path) -> bool:
+    try:
+        return os.path.samefile(first, second)
+    except OSError:
+        return False
 
 
 def _existing_folder(path: str | os.PathLike) -> Path:
@@ -237,40 +300,120 @@ def _is_dir(entry: os.DirEntry) -> bool:
         return False
 
 
-def _walk_folder(top: Path, prefix: str) -> Iterator[tuple[str, str | None]]:
-    """Yield (relpath, None) for each file under top, (relpath, reason) for each thing set aside.
+class _Walk:
+    """One pass over the class folders: folders entered once across all classes, links
+    into the dataset reported instead of followed, unlistable folders reported."""
 
-    Depth-first over sorted names. A folder is identified by (device, inode) so one
-    reached twice through symlinks is entered only once.
-    """
-    visited: set[tuple[int, int]] = set()
-    stack = [(top, prefix)]
-    while stack:
-        abs_dir, rel_dir = stack.pop()
+    def __init__(self, root: Path, against: Path | None, folders: list[ClassFolder]):
+        self.root = root
+        self.bases = [(Path(os.path.realpath(root)), "")]
+        if against is not None:
+            prefix = Path(os.path.relpath(against, root)).as_posix()
+            self.bases.append((Path(os.path.realpath(against)), prefix + "/"))
+        # Where the walk reaches files at their own place: the class folders, really.
+        self.class_trees = [Path(os.path.realpath(folder.path)) for folder in folders]
+        self.visited: set[tuple[int, int]] = set()
+        self.linked_files: set[tuple[int, int]] = set()  # files reached through a link
+        self.outside_trees: list[Path] = []
+        self.links: list[Link] = []
+        self.unlistable: list[Skipped] = []
+
+    def real_trees(self) -> list[Path]:
+        """Real paths of every tree the walk enters (ROOT, class folders linked from
+        elsewhere, folder links to outside)."""
+        trees = [base for base, _ in self.bases] + self.class_trees + self.outside_trees
+        return list(dict.fromkeys(trees))
+
+    def _inside(self, real: Path) -> str | None:
+        """real's path relative to ROOT when it lies in a scanned dataset, else None."""
+        for base, prefix in self.bases:
+            if real == base or base in real.parents:
+                return prefix + real.relative_to(base).as_posix()
+        return None
+
+    def _in_class_tree(self, real: Path) -> bool:
+        """Whether the walk reaches real (a file or folder) under a class folder by itself,
+        without following any link (clutter folders are never entered)."""
+        for tree in self.class_trees:
+            if real == tree or tree in real.parents:
+                return not any(is_clutter(part) for part in real.relative_to(tree).parts)
+        return False
+
+    def folder(self, folder: ClassFolder) -> Iterator[tuple[str, str | None]]:
+        """(relpath, None) per file to audit, (relpath, reason) per thing set aside.
+
+        Depth-first over sorted names.
+        """
+        stack = [(folder.path, folder.prefix)]
+        while stack:
+            abs_dir, rel_dir = stack.pop()
+            try:
+                info = os.stat(abs_dir)
+            except OSError as error:
+                self.unlistable.append(Skipped(rel_dir, _os_reason(error)))
+                continue
+            key = (info.st_dev, info.st_ino)
+            if key in self.visited:
+                yield rel_dir, "folder already visited through another path"
+                continue
+            self.visited.add(key)
+            try:
+                entries = sorted(os.scandir(abs_dir), key=lambda entry: entry.name)
+            except OSError as error:
+                self.unlistable.append(Skipped(rel_dir, _os_reason(error)))
+                continue
+            subdirs = []
+            for entry in entries:
+                rel = f"{rel_dir}/{entry.name}"
+                if is_clutter(entry.name):
+                    yield rel, _CLUTTER_REASON
+                elif _is_symlink(entry):
+                    followed = self._link(entry, rel)
+                    if followed == "folder":
+                        subdirs.append((abs_dir / entry.name, rel))
+                    elif followed == "file":
+                        yield rel, None
+                elif _is_dir(entry):
+                    subdirs.append((abs_dir / entry.name, rel))
+                else:
+                    # Regular files, FIFOs, sockets: all become rows; inspection reports
+                    # the ones that cannot be read, without opening a FIFO.
+                    yield rel, None
+            stack.extend(reversed(subdirs))
+
+    def _link(self, entry: os.DirEntry, rel: str) -> str | None:
+        """What to do with a symlink: "folder" (enter), "file" (a row), None (reported)."""
         try:
-            info = os.stat(abs_dir)
-        except OSError as error:
-            yield rel_dir, f"folder cannot be read: {error.strerror or error}"
-            continue
-        key = (info.st_dev, info.st_ino)
-        if key in visited:
-            yield rel_dir, "folder already visited through another path (symlink loop or alias)"
-            continue
-        visited.add(key)
-        try:
-            entries = sorted(os.scandir(abs_dir), key=lambda entry: entry.name)
-        except OSError as error:
-            yield rel_dir, f"folder cannot be listed: {error.strerror or error}"
-            continue
-        subdirs = []
-        for entry in entries:
-            rel = f"{rel_dir}/{entry.name}"
-            if is_clutter(entry.name):
-                yield rel, _CLUTTER_REASON
-            elif _is_dir(entry):
-                subdirs.append((abs_dir / entry.name, rel))
-            else:
-                # Regular files, broken symlinks, FIFOs, sockets: all become rows;
-                # inspection reports the ones that cannot be read, without opening a FIFO.
-                yield rel, None
-        stack.extend(reversed(subdirs))
+            target = os.stat(entry.path)
+        except OSError:
+            return "file"  # broken (or a loop of links): a row that says so
+        real = Path(os.path.realpath(entry.path))
+        inside = self._inside(real)
+        shown = str(real) if inside is None else inside or "."
+        if stat.S_ISDIR(target.st_mode):
+            if inside is not None or self._in_class_tree(real):
+                self.links.append(Link(rel, "folder", shown))
+                return None
+            if (target.st_dev, target.st_ino) not in self.visited:
+                self.outside_trees.append(real)
+            return "folder"  # outside: followed (entered once, like any folder)
+        if self._in_class_tree(real):
+            self.links.append(Link(rel, "file", shown))  # it has its own row, at its place
+            return None
+        key = (target.st_dev, target.st_ino)
+        if key in self.linked_files:
+            self.links.append(Link(rel, "file", shown))  # a second link to the same file
+            return None
+        self.linked_files.add(key)
+        return "file"
+
+
+def _is_symlink(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_symlink()
+    except OSError:
+        return False
+
+
+def _os_reason(error: OSError) -> str:
+    return f"cannot be listed: {error.strerror or error}"

@@ -14,7 +14,42 @@ Python as surrogate escapes). Every place that shows a name uses one of these:
 
 from __future__ import annotations
 
+import os
+import re
+
 from markupsafe import Markup, escape
+
+
+def undecodable(text: str) -> bool:
+    """Whether text holds bytes that are not UTF-8 (Python keeps them as surrogate escapes,
+    as os.fsdecode makes names of any bytes)."""
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def for_report(text: str) -> str:
+    """text as a report stores it: unchanged when it is UTF-8; otherwise its backslashes
+    doubled and each byte that is not UTF-8 written \\xNN, so from_report gives it back."""
+    if not undecodable(text):
+        return text
+    return os.fsencode(text).replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace")
+
+
+def from_report(text: str) -> str:
+    """The name for_report made text from (apply it only to a name marked undecodable)."""
+    raw = text.encode("utf-8", "surrogateescape")
+    return os.fsdecode(
+        re.sub(
+            rb"\\\\|\\x([0-9a-f]{2})",
+            lambda match: bytes([int(match[1], 16)]) if match[1] else b"\\",
+            raw,
+        )
+    )
 
 
 def html(text: object) -> Markup:
@@ -25,6 +60,8 @@ def html(text: object) -> Markup:
 def _visible(char: str) -> str:
     if char.isprintable() or char == " ":
         return char
+    if "\udc80" <= char <= "\udcff":  # a byte that is not UTF-8, kept by os.fsdecode
+        return f"\\x{ord(char) - 0xDC00:02x}"
     escaped = repr(char)[1:-1]  # '\n', '\x1b', '\u2028', '\udcff'
     return escaped if escaped != char else f"\\x{ord(char):02x}"
 

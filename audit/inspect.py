@@ -19,6 +19,7 @@ import io
 import mmap
 import os
 import stat
+import sys
 import threading
 import warnings
 from collections.abc import Iterator
@@ -125,14 +126,38 @@ def _inspect_bytes(entry: FileEntry, data, info: os.stat_result, max_pixels: int
     if container is None:  # sniff knows every non-empty head; None means no bytes at all
         return Facts(**common)
     structure = containers.walk(container.name, data)
-    decode = _decode(data, structure, max_pixels)
+    with c_stderr_silenced():
+        decode = _decode(data, structure, max_pixels)
+    structure = decode.pop("structure", structure)
     return Facts(**common, container=container.name, structure=structure, **decode)
 
 
+# The scan table stores sizes as int32; no decoder TensorFlow uses reads a larger side
+# (JPEG and GIF sides are 16-bit, PNG's at most 2**31 - 1, BMP's a signed int32).
+_MAX_SIDE = 2**31 - 1
+
+
 def _decode(data, structure: containers.Structure, max_pixels: int) -> dict[str, Any]:
-    """Open and fully decode with Pillow; returns the Facts fields it observed."""
-    if structure.skip_ranges:
-        data = _without_ranges(data, structure.skip_ranges)
+    """Open and fully decode with Pillow; returns the Facts fields it observed
+    (and "structure" when the decoded pixels add a finding to the walk's)."""
+    source = _without_ranges(data, structure.skip_ranges) if structure.skip_ranges else data
+    observed = _decode_with_pillow(source, structure, max_pixels)
+    failed = "open_error" in observed or "decode_error" in observed
+    if failed and structure.fallback_ranges:
+        # libpng only warns about what it cannot use in ancillary chunks, and TF decodes
+        # (probed on TF 2.21: a short tRNS or gAMA, a zTXt inflating past Pillow's
+        # MAX_TEXT_CHUNK, APNG frames out of sequence). Judge the pixels without them.
+        retry = _decode_with_pillow(
+            _without_ranges(data, structure.fallback_ranges), structure, max_pixels
+        )
+        if retry.get("decoded"):
+            observed = retry
+    if "width" not in observed and structure.size is not None:
+        observed["width"], observed["height"] = structure.size  # as TensorFlow reads them
+    return observed
+
+
+def _decode_with_pillow(data, structure: containers.Structure, max_pixels: int) -> dict[str, Any]:
     stream = io.BytesIO(data) if isinstance(data, bytes) else data
     observed: dict[str, Any] = {}
     with warnings.catch_warnings():
@@ -144,6 +169,14 @@ def _decode(data, structure: containers.Structure, max_pixels: int) -> dict[str,
         except Exception as error:  # any parser error on hostile bytes is a finding
             return {"open_error": _describe(error)}
         with image:
+            if not (0 <= image.width <= _MAX_SIDE and 0 <= image.height <= _MAX_SIDE):
+                # Never a value for the table: a side past int32 is a broken header.
+                return {
+                    "format": image.format or "",
+                    "mode": image.mode,
+                    "open_error": f"the header declares {image.width:,}x{image.height:,} "
+                    "pixels, a side beyond what any decoder TensorFlow uses can hold",
+                }
             observed.update(
                 format=image.format or "", mode=image.mode, width=image.width, height=image.height
             )
@@ -155,8 +188,12 @@ def _decode(data, structure: containers.Structure, max_pixels: int) -> dict[str,
                     # Smallest JPEG scale that still gives >= 32 px for the 32x32 pHash
                     # (the hash then differs from a full decode's: see audit.hashing).
                     image.draft("L", (32, 32))
-                with strict_decoding():
+                with strict_decoding(), nested_images_limited(max_pixels):
                     image.load()
+                if structure.first_frame is not None:
+                    checked = containers.check_first_frame(structure, image)
+                    if checked is not structure:
+                        observed["structure"] = checked
                 observed["phash"] = hashing.phash(image)
                 observed["phash_zoom"] = hashing.zoom_phashes(image)
                 observed["decoded"] = True
@@ -194,6 +231,79 @@ def lenient_decoding() -> Iterator[None]:
             yield
         finally:
             ImageFile.LOAD_TRUNCATED_IMAGES = previous
+
+
+@contextmanager
+def nested_images_limited(max_pixels: int) -> Iterator[None]:
+    """Pillow's own bomb check, at the scan's limit, for images nested in the file.
+
+    The file's own size is checked before any decode (MAX_IMAGE_PIXELS is None for that),
+    but an ICNS or ICO opens its members while it loads: Pillow's oom-8ed3316a...icns
+    declares 256x256 and holds a member of 259,634,678,784 pixels, which took 8.2 GB and
+    12 s to refuse, and once got a scan OOM-killed. Pillow raises past twice the value.
+    Runs inside strict_decoding(), whose lock every decode in this process holds.
+    """
+    previous = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = max(1, max_pixels // 2)
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
+
+
+# C libraries write warnings straight to file descriptor 2, past Python (libtiff:
+# "tempfile.tif: WEBP compression support is not configured."; a scan of Pillow's test
+# TIFFs printed them among its own lines). While Pillow reads a file, fd 2 is /dev/null:
+# the file's problems reach the report through its record, never through the terminal.
+# Process-wide, so counted: the first decoding thread redirects, the last one restores;
+# Python's own stderr (the progress bar, drawn between files) is untouched outside.
+_STDERR_SWITCH = threading.Lock()
+_stderr_users = 0
+_saved_stderr: int | None = None
+
+
+@contextmanager
+def c_stderr_silenced() -> Iterator[None]:
+    """Send what is written to file descriptor 2 to /dev/null for the duration."""
+    global _stderr_users, _saved_stderr
+    with _STDERR_SWITCH:
+        if _stderr_users == 0:
+            _saved_stderr = _redirect_fd2()
+        _stderr_users += 1
+    try:
+        yield
+    finally:
+        with _STDERR_SWITCH:
+            _stderr_users -= 1
+            if _stderr_users == 0 and _saved_stderr is not None:
+                _flush_python_stderr()  # what Python wrote meanwhile goes to /dev/null too
+                os.dup2(_saved_stderr, 2)
+                os.close(_saved_stderr)
+                _saved_stderr = None
+
+
+def _redirect_fd2() -> int | None:
+    """Point fd 2 at /dev/null; the saved descriptor, or None when there is no fd 2."""
+    _flush_python_stderr()
+    try:
+        saved = os.dup(2)
+    except OSError:  # fd 2 closed: nothing reaches a terminal anyway
+        return None
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        os.close(saved)
+        return None
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    return saved
+
+
+def _flush_python_stderr() -> None:
+    try:
+        sys.stderr.flush()
+    except (AttributeError, OSError, ValueError):  # None, closed or detached
+        pass
 
 
 def _orientation(image: Image.Image) -> int | None:

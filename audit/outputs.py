@@ -36,9 +36,27 @@ def default_report_dir(
     return Path(base) / f"{dataset_key(root)}{suffix}"
 
 
+def refuse_inside_dataset(
+    root: str | os.PathLike, path: str | os.PathLike, option: str, against: str | None = None
+) -> None:
+    """OutputInsideDataset when path, through every symlink, lands in a folder the audit of
+    ROOT reads: ROOT, its class folders wherever they really are, folders linked from
+    inside them. The one check every writer makes (reports, cache, suite, history,
+    quarantine folder, training runs)."""
+    from audit.dataset import LayoutError, discover
+
+    try:
+        layout = discover(root, against)
+    except LayoutError:
+        folders = [Path(root)]  # not a dataset (any more): ROOT itself is still not ours
+    else:
+        folders = layout.real_folders or [layout.root]
+    refuse_inside(folders, Path(path), option)
+
+
 def refuse_inside(folders: Iterable[Path], path: Path, option: str) -> None:
     """OutputInsideDataset when path resolves to one of folders or below one."""
-    resolved_path = path.resolve()
+    resolved_path = Path(path).expanduser().resolve()
     for folder in folders:
         resolved = folder.resolve()
         if resolved_path == resolved or resolved in resolved_path.parents:

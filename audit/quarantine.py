@@ -41,9 +41,9 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
 from audit.codes import CODES, SEVERITY_RANK
-from audit.errors import InvalidArgument, UserError
+from audit.errors import CannotWrite, InvalidArgument, UserError
 from audit.lock import FolderBusy, folder_lock
-from audit.outputs import refuse_inside
+from audit.outputs import refuse_inside_dataset
 from audit.reportio import ImageRow, Report, matches_row
 
 MANIFEST_NAME = "manifest.jsonl"
@@ -156,7 +156,7 @@ def _quarantine(
     missing = [path for path in relpaths if path not in rows]
     if missing:
         raise QuarantineRefused(f"not in the report: {', '.join(missing[:5])}")
-    target_dir = _new_folder(report, destination, root, dry_run)
+    target_dir = _new_folder(report, destination, opened, dry_run)
 
     plan, changed = [], []
     for relpath in relpaths:
@@ -201,12 +201,14 @@ def _quarantine(
 
 
 def _new_folder(
-    report: Path, destination: str | os.PathLike | None, root: Path, dry_run: bool
+    report: Path, destination: str | os.PathLike | None, opened: Report, dry_run: bool
 ) -> Path:
-    """A quarantine folder of its own for this action (created unless dry_run)."""
+    """A quarantine folder of its own for this action (created unless dry_run), never
+    inside the dataset."""
+    against = opened.summary.get("against")
     if destination:
         target = Path(destination).expanduser().absolute()
-        refuse_inside([root], target, "--to")
+        refuse_inside_dataset(opened.root, target, "--to", against)
         if target.exists() and (not target.is_dir() or any(target.iterdir())):
             kind = "a folder that is not empty" if target.is_dir() else "not a folder"
             raise QuarantineRefused(
@@ -214,9 +216,12 @@ def _new_folder(
                 "restores that action alone)"
             )
         if not dry_run:
-            target.mkdir(parents=True, exist_ok=True)
+            try:
+                target.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise CannotWrite(f"cannot create --to {target}: {error.strerror}") from None
         return target
-    refuse_inside([root], report.absolute(), "the report folder")
+    refuse_inside_dataset(opened.root, report.absolute(), "the report folder", against)
     while True:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
         target = (report / f"quarantine-{stamp}").absolute()

@@ -31,7 +31,7 @@ from audit.codes import (
     worst_severity,
 )
 from audit.dataset import Layout
-from audit.escaping import markdown
+from audit.escaping import for_report, markdown
 from audit.records import DatasetFinding, FileRecord, merge_findings
 from audit.thumbnails import Thumbnailer
 
@@ -231,6 +231,8 @@ def build_summary(collector: _Collector, context: ReportContext) -> dict:
 _environment = Environment(
     loader=PackageLoader("audit", "templates"),
     autoescape=select_autoescape(default=True, default_for_string=True),
+    # Names that are not UTF-8 are shown as the CSVs show them (bytes as \xNN).
+    finalize=lambda value: for_report(value) if isinstance(value, str) else value,
     trim_blocks=True,
     lstrip_blocks=True,
 )

@@ -22,6 +22,7 @@ from typing import IO, Any, TypeVar
 from audit import hashing
 from audit.codes import SEVERITIES
 from audit.errors import UserError
+from audit.escaping import for_report, from_report
 from audit.records import FileRecord
 
 SUMMARY_NAME = "summary.json"
@@ -78,7 +79,8 @@ class ReportError(UserError, ValueError):
 class ImageRow:
     """One row of images.csv."""
 
-    path: str  # POSIX, relative to ROOT
+    path: str  # POSIX, relative to ROOT: the file's real name (bytes that are not UTF-8 kept)
+    report_path: str  # the path as images.csv writes it (the key into the other tables)
     label: str
     split: str
     bytes: int
@@ -149,10 +151,13 @@ def _severity(text: str) -> str:
 
 
 def _image_row(values: dict[str, str]) -> ImageRow:
+    written = _relative_path(values["path"])
+    undecodable = "undecodable_name" in values["issues"].split(";")
     return ImageRow(
-        path=_relative_path(values["path"]),
-        label=values["label"],
-        split=values.get("split", ""),
+        path=from_report(written) if undecodable else written,
+        report_path=written,
+        label=from_report(values["label"]) if undecodable else values["label"],
+        split=from_report(values.get("split", "")) if undecodable else values.get("split", ""),
         bytes=_count(values["bytes"]),
         format=values["format"],
         mode=values.get("mode", ""),
@@ -424,15 +429,32 @@ def write_table(folder: Path, table: ReportTable, rows: Iterable[dict[str, Any]]
     with atomic_text(path) as handle:
         writer = csv.DictWriter(handle, table.columns)
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(
+            {
+                key: for_report(value) if isinstance(value, str) else value
+                for key, value in row.items()
+            }
+            for row in rows
+        )
     return path
+
+
+def _for_report(value: Any) -> Any:
+    """Every string of a JSON document as a report stores it (names that are not UTF-8)."""
+    if isinstance(value, str):
+        return for_report(value)
+    if isinstance(value, dict):
+        return {for_report(key): _for_report(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_for_report(item) for item in value]
+    return value
 
 
 def write_summary(folder: Path, summary: dict) -> Path:
     """summary.json; refuses values that are not JSON (NaN, infinity)."""
     path = folder / SUMMARY_NAME
     with atomic_text(path) as handle:
-        json.dump(summary, handle, indent=2, ensure_ascii=False, allow_nan=False)
+        json.dump(_for_report(summary), handle, indent=2, ensure_ascii=False, allow_nan=False)
         handle.write("\n")
     return path
 
@@ -448,9 +470,10 @@ class RecordWriter:
 
     def write(self, record: FileRecord, severity: str, codes: tuple[str, ...]) -> None:
         self._images.writerow(image_values(record, severity, codes))
+        path, label = for_report(record.path), for_report(record.label)
         for finding in record.findings:
             self._findings.writerow(
-                (record.path, record.label, finding.severity, finding.code, finding.reason)
+                (path, label, finding.severity, finding.code, for_report(finding.reason))
             )
 
 
@@ -463,11 +486,12 @@ def record_writer(folder: Path) -> Iterator[RecordWriter]:
 
 
 def image_values(record: FileRecord, severity: str, codes: tuple[str, ...]) -> tuple:
-    """One images.csv row, in IMAGES.columns order."""
+    """One images.csv row, in IMAGES.columns order (names that are not UTF-8 escaped, see
+    audit.escaping.for_report)."""
     return (
-        record.path,
-        record.label,
-        record.split,
+        for_report(record.path),
+        for_report(record.label),
+        for_report(record.split),
         record.bytes,
         record.format,
         record.mode,
@@ -477,7 +501,7 @@ def image_values(record: FileRecord, severity: str, codes: tuple[str, ...]) -> t
         hashing.to_hex(record.phash),
         severity,
         ";".join(codes),
-        " | ".join(finding.reason for finding in record.findings),
+        for_report(" | ".join(finding.reason for finding in record.findings)),
         hashing.zoom_to_hex(record.phash_zoom),
         record.mtime_ns,
     )

@@ -222,7 +222,8 @@ def _engine(name: str, jobs: int, work: FileWork, scheduler: str | None) -> Engi
 
 
 def _dataset_folders(layout: Layout) -> list[Path]:
-    return [layout.root] + [folder.path for folder in layout.folders]
+    """Every folder the scan reads, really: nothing is written below them."""
+    return [layout.root, *layout.real_folders, *(folder.path for folder in layout.folders)]
 
 
 def _check_output(layout: Layout, out: Path) -> Path:
@@ -241,16 +242,43 @@ def _read_spool(spool) -> Iterator[FileRecord]:
 
 def layout_findings(layout: Layout) -> list[DatasetFinding]:
     """Dataset findings that come from the walk itself."""
-    if not layout.stray_files:
-        return []
-    return [
-        DatasetFinding(
-            "stray_files",
-            f"{len(layout.stray_files)} file(s) directly under ROOT belong to no class "
-            "and were not scanned",
-            tuple(layout.stray_files),
+    findings = []
+    if layout.unlistable:
+        shown = "; ".join(f"{item.relpath} ({item.reason})" for item in layout.unlistable[:5])
+        findings.append(
+            DatasetFinding(
+                "unlistable_folder",
+                f"{len(layout.unlistable)} folder(s) under a class could not be read, so the "
+                f"files below them are not audited: {shown}",
+                tuple(item.relpath for item in layout.unlistable),
+            )
         )
-    ]
+    for kind, keras in (
+        ("folder", "Keras's loader does not enter folder links at all (follow_links=False)"),
+        ("file", "Keras's loader reads each linked file again, under the link's class"),
+    ):
+        links = [link for link in layout.linked if link.kind == kind]
+        if links:
+            shown = ", ".join(f"{link.relpath} -> {link.target}" for link in links[:5])
+            more = f" and {len(links) - 5} more" if len(links) > 5 else ""
+            findings.append(
+                DatasetFinding(
+                    f"linked_{kind}",
+                    f"{len(links)} {kind} link(s) point into the dataset and were not followed "
+                    f"(each {kind} is audited once, at its own place): {shown}{more}. {keras}",
+                    tuple(link.relpath for link in links),
+                )
+            )
+    if layout.stray_files:
+        findings.append(
+            DatasetFinding(
+                "stray_files",
+                f"{len(layout.stray_files)} file(s) directly under ROOT belong to no class "
+                "and were not scanned",
+                tuple(layout.stray_files),
+            )
+        )
+    return findings
 
 
 # ---------------------------------------------------------------- per-file work

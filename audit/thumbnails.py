@@ -13,7 +13,7 @@ import warnings
 from PIL import Image
 
 from audit.dataset import file_key, resolve
-from audit.inspect import lenient_decoding
+from audit.inspect import c_stderr_silenced, lenient_decoding, nested_images_limited
 
 THUMBNAIL_SIDE = 96
 
@@ -21,7 +21,13 @@ THUMBNAIL_SIDE = 96
 def thumbnail_data_uri(path: str, max_pixels: int, side: int = THUMBNAIL_SIDE) -> str | None:
     """A data: URI with a JPEG thumbnail of path, or None when nothing decodes."""
     try:
-        with warnings.catch_warnings(), lenient_decoding():  # show what a truncated file holds
+        # Show what a truncated file holds; what C decoders print goes nowhere.
+        with (
+            warnings.catch_warnings(),
+            lenient_decoding(),
+            c_stderr_silenced(),
+            nested_images_limited(max_pixels),
+        ):
             warnings.simplefilter("ignore")
             with Image.open(path) as image:
                 if image.width * image.height > max_pixels:

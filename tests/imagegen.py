@@ -124,6 +124,119 @@ def _flip_byte(data: bytes, index: int) -> bytes:
     return bytes(mutable)
 
 
+def bmp_bytes(
+    width: int = 8,
+    height: int = 4,
+    bits: int = 24,
+    compression: int = 0,
+    header_size: int = 40,
+    extra: bytes = b"",
+    offset: int | None = None,
+    colours_used: int = 0,
+) -> bytes:
+    """A BMP built field by field: `extra` (bit masks, palette) sits between the
+    header and the pixel rows; pixel rows are zeros unless the size is absurd."""
+    row = (bits * width + 31) // 32 * 4
+    pixels = bytes(row * abs(height)) if 0 < width * abs(height) <= 1 << 20 else b""
+    info = struct.pack(
+        "<IiiHHIIiiII",
+        header_size,
+        width,
+        height,
+        1,
+        bits,
+        compression,
+        len(pixels),
+        2835,
+        2835,
+        colours_used,
+        0,
+    )
+    info = info[:header_size] if header_size <= 40 else info + bytes(header_size - 40)
+    start = 14 + len(info) + len(extra) if offset is None else offset
+    body = info + extra + pixels
+    return b"BM" + struct.pack("<IHHi", 14 + len(body), 0, 0, start) + body
+
+
+def _lzw_literal(indices: list[int], code_size: int) -> bytes:
+    """A GIF LZW stream of literal codes at a fixed width (a clear code before the
+    table would grow): a valid stream for any minimum code size up to 11."""
+    clear, end = 1 << code_size, (1 << code_size) + 1
+    codes, run = [clear], 0
+    for index in indices:
+        if run == max(1, (1 << code_size) - 4):
+            codes.append(clear)
+            run = 0
+        codes.append(index)
+        run += 1
+    codes.append(end)
+    value = bits = 0
+    out = bytearray()
+    for code in codes:
+        value |= code << bits
+        bits += code_size + 1
+        while bits >= 8:
+            out.append(value & 0xFF)
+            value >>= 8
+            bits -= 8
+    if bits:
+        out.append(value & 0xFF)
+    return bytes(out)
+
+
+def gif_bytes(
+    indices: list[int] | None = None,
+    colour_bits: int = 2,
+    global_table: bool = True,
+    code_size: int = 2,
+    before_image: bytes = b"",
+    after_image: bytes = b";",
+) -> bytes:
+    """A 4x4 one-frame GIF built block by block (the indices are the 16 pixels)."""
+    indices = [index % 4 for index in range(16)] if indices is None else indices
+    table = bytes(range(3 * (2 << (colour_bits - 1))))
+    flags = (0x80 | (colour_bits - 1)) if global_table else 0
+    data = _lzw_literal(indices, code_size)
+    blocks = b"".join(
+        bytes([len(data[i : i + 255])]) + data[i : i + 255] for i in range(0, len(data), 255)
+    )
+    return (
+        b"GIF89a"
+        + struct.pack("<HHBBB", 4, 4, flags, 0, 0)
+        + (table if global_table else b"")
+        + before_image
+        + b","
+        + struct.pack("<HHHHB", 0, 0, 4, 4, 0)
+        + bytes([code_size])
+        + blocks
+        + b"\x00"
+        + after_image
+    )
+
+
+def png_bytes(
+    width: int = 4,
+    height: int = 4,
+    colour_type: int = 2,
+    before_image: bytes = b"",
+    after_image: bytes = b"",
+    header: bytes | None = None,
+    compression: int = 0,
+) -> bytes:
+    """A PNG built chunk by chunk: zero pixels, optional chunks around IDAT."""
+    channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[colour_type]
+    rows = b"".join(b"\x00" + bytes(width * channels) for _ in range(height))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, colour_type, compression, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + (header if header is not None else png_chunk(b"IHDR", ihdr))
+        + before_image
+        + png_chunk(b"IDAT", zlib.compress(rows))
+        + after_image
+        + png_chunk(b"IEND", b"")
+    )
+
+
 def _build_fixtures() -> dict[str, tuple[str, bytes, set[str]]]:
     photo = photo_like(96, 80, seed=1)
     jpeg = encode(photo, "JPEG", quality=90)
@@ -224,11 +337,177 @@ def _build_fixtures() -> dict[str, tuple[str, bytes, set[str]]]:
             {"not_an_image"},
         ),
     }
+    fixtures.update(_tensorflow_rule_fixtures())
     try:
         fixtures["avif"] = ("a.avif", encode(photo, "AVIF"), {"unsupported_format"})
     except (KeyError, OSError):  # a Pillow built without AVIF: the fixture is simply absent
         pass
     return fixtures
+
+
+def _tensorflow_rule_fixtures() -> dict[str, tuple[str, bytes, set[str]]]:
+    """One fixture per rule learnt from TensorFlow on real test images (bench/tf_fidelity.py):
+    the container walkers in audit/containers.py say which TF 2.21 probe each one encodes."""
+    masks = struct.pack
+    gray_palette = b"".join(bytes((level, level, level, 0)) for level in range(256))
+    ihdr = png_chunk(b"IHDR", struct.pack(">IIBBBBB", 4, 4, 8, 2, 0, 0, 0))
+    control = b"\x21\xf9\x04\x01\x00\x00\x05\x00"  # graphics control: index 5 transparent
+    second_frame = b"," + struct.pack("<HHHHB", 0, 0, 4, 4, 0) + b"\x09\x02\xff\xff\x00;"
+    huge_text = png_chunk(b"zTXt", b"note\x00\x00" + zlib.compress(b"a" * (2 << 20)))
+    frame_data = png_chunk(b"fdAT", b"\x00\x00\x00\x00" + zlib.compress(b"\x00" * 13 * 4))
+    half_alpha = photo_like(32, 24, seed=2).convert("RGBA")
+    half_alpha.putalpha(128)
+    frames = [photo_like(32, 24, seed=seed) for seed in range(3)]
+    return {
+        # WebP: TF wants the channels asked for (3, by Keras) to match the file's.
+        "webp_alpha_named_png": (
+            "a.png",
+            encode(half_alpha, "WEBP"),
+            {"unsupported_format", "extension_mismatch"},
+        ),
+        "webp_lossless_alpha_named_png": (
+            "a.png",
+            encode(half_alpha, "WEBP", lossless=True),
+            {"unsupported_format"},
+        ),
+        "webp_opaque_rgba_named_png": (
+            "a.png",
+            encode(frames[0].convert("RGBA"), "WEBP", lossless=True),
+            {"extension_mismatch"},
+        ),
+        "webp_animated_named_png": (
+            "a.png",
+            encode(frames[0], "WEBP", save_all=True, append_images=frames[1:]),
+            {"unsupported_format"},
+        ),
+        # BMP: TF reads offset, width, height and bits per pixel, then copies the rows.
+        "bmp_32bit_standard_masks": (
+            "a.bmp",
+            bmp_bytes(bits=32, compression=3, extra=masks("<III", 0xFF0000, 0xFF00, 0xFF)),
+            set(),
+        ),
+        "bmp_32bit_odd_masks": (
+            "a.bmp",
+            bmp_bytes(bits=32, compression=3, extra=masks("<III", 0xFFE00000, 0x1FFC00, 0x3FF)),
+            {"bmp_bitfields_ignored"},
+        ),
+        "bmp_32bit_alpha_bitfields": (
+            "a.bmp",
+            bmp_bytes(
+                bits=32, compression=6, extra=masks("<IIII", 0xFF000000, 0xFF00, 0xFF, 0xFF0000)
+            ),
+            {"bmp_bitfields_ignored"},
+        ),
+        "bmp_8bit_no_palette": ("a.bmp", bmp_bytes(bits=8), set()),
+        "bmp_8bit_absurd_palette_count": (
+            "a.bmp",
+            bmp_bytes(bits=8, extra=gray_palette, colours_used=305402420),
+            set(),
+        ),
+        "bmp_8bit_oversized_palette": (
+            "a.bmp",
+            bmp_bytes(bits=8, extra=gray_palette + bytes(4 * 44), colours_used=300),
+            set(),
+        ),
+        "bmp_os2_v2_short_header": (
+            "a.bmp",
+            bmp_bytes(bits=8, header_size=16, extra=gray_palette),
+            set(),
+        ),
+        "bmp_16bit": ("a.bmp", bmp_bytes(bits=16), {"unsupported_format"}),
+        "bmp_negative_offset": ("a.bmp", bmp_bytes(offset=-1), {"corrupt_data"}),
+        # Read unsigned (as Pillow does) the width is 4,294,967,169: past the int32 table.
+        "bmp_width_past_int32": ("a.bmp", bmp_bytes(width=-127), {"corrupt_data"}),
+        "bmp_over_tf_pixel_limit": (
+            "a.bmp",
+            bmp_bytes(width=16384, height=16384),
+            {"unsupported_format", "decompression_bomb"},
+        ),
+        # GIF: giflib's DGifSlurp up to the end of the first frame, then TF's own checks.
+        "gif_built": ("a.gif", gif_bytes(), set()),
+        "gif_empty_first_subblock": (
+            "a.gif",
+            gif_bytes(before_image=b"\x21\xfe\x00"),
+            {"corrupt_data"},
+        ),
+        "gif_empty_first_subblock_then_end": (
+            "a.gif",
+            gif_bytes(before_image=b"\x21\xfe\x00\x00"),
+            set(),
+        ),
+        "gif_empty_comment_after_image": (
+            "a.gif",
+            gif_bytes(after_image=b"\x21\xfe\x00;"),
+            set(),
+        ),
+        "gif_no_colour_table": ("a.gif", gif_bytes(global_table=False), {"corrupt_data"}),
+        "gif_code_size_9": ("a.gif", gif_bytes(code_size=9), {"corrupt_data"}),
+        "gif_index_outside_table": (
+            "a.gif",
+            gif_bytes(indices=[5] * 16, code_size=3),
+            {"corrupt_data"},
+        ),
+        "gif_index_outside_table_transparent": (
+            "a.gif",
+            gif_bytes(indices=[5] * 16, code_size=3, before_image=control),
+            set(),
+        ),
+        "gif_junk_before_image": ("a.gif", gif_bytes(before_image=b"\x00"), {"corrupt_data"}),
+        "gif_trailer_before_image": ("a.gif", gif_bytes(before_image=b";"), {"corrupt_data"}),
+        "gif_broken_second_frame": ("a.gif", gif_bytes(after_image=second_frame), set()),
+        # PNG: libpng is strict on the critical chunks, lenient on the ancillary ones.
+        "png_built": ("a.png", png_bytes(), set()),
+        "png_unknown_critical_chunk": (
+            "a.png",
+            png_bytes(before_image=png_chunk(b"ABCD", b"xx")),
+            {"corrupt_data"},
+        ),
+        "png_cgbi_first": (
+            "a.png",
+            png_bytes(header=png_chunk(b"CgBI", b"\x50\x00\x20\x06") + ihdr),
+            {"corrupt_data"},
+        ),
+        "png_two_ihdr": ("a.png", png_bytes(header=ihdr + ihdr), {"corrupt_data"}),
+        "png_compression_method_1": ("a.png", png_bytes(compression=1), {"corrupt_data"}),
+        "png_palette_without_plte": ("a.png", png_bytes(colour_type=3), {"corrupt_data"}),
+        "png_palette_plte_7_bytes": (
+            "a.png",
+            png_bytes(colour_type=3, before_image=png_chunk(b"PLTE", bytes(7))),
+            {"corrupt_data"},
+        ),
+        "png_palette_plte_after_idat": (
+            "a.png",
+            png_bytes(colour_type=3, after_image=png_chunk(b"PLTE", bytes(6))),
+            {"corrupt_data"},
+        ),
+        "png_gray_plte_7_bytes": (
+            "a.png",
+            png_bytes(colour_type=0, before_image=png_chunk(b"PLTE", bytes(7))),
+            set(),
+        ),
+        "png_over_libpng_side_limit": (
+            "a.png",
+            png_bytes(width=1_000_001, height=1, colour_type=0),
+            {"unsupported_format"},
+        ),
+        "png_width_past_int32": (
+            "a.png",
+            png_bytes(
+                header=png_chunk(b"IHDR", struct.pack(">IIBBBBB", 2**32 - 1, 1, 8, 0, 0, 0, 0))
+            ),
+            {"corrupt_data"},
+        ),
+        "png_short_trns": ("a.png", png_bytes(before_image=png_chunk(b"tRNS", bytes(3))), set()),
+        "png_short_gama": ("a.png", png_bytes(before_image=png_chunk(b"gAMA", bytes(3))), set()),
+        "png_text_over_pillow_limit": ("a.png", png_bytes(before_image=huge_text), set()),
+        "png_apng_frame_without_fctl": (
+            "a.png",
+            png_bytes(
+                before_image=png_chunk(b"acTL", struct.pack(">II", 1, 0)), after_image=frame_data
+            ),
+            set(),
+        ),
+    }
 
 
 FIXTURES = _build_fixtures()

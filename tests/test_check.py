@@ -247,3 +247,113 @@ def test_the_app_shows_the_latest_check_and_its_data_docs(checked, monkeypatch):
         "Data Docs: image_audit_files",
         "Data Docs: image_audit_classes",
     }
+
+
+def _edited(suite, edit) -> dict:
+    text = json.loads(suite.read_text())
+    edit(text)
+    return text
+
+
+def _set(table: str, index: int, **kwargs):
+    def edit(text):
+        text[table]["expectations"][index]["kwargs"].update(kwargs)
+
+    return edit
+
+
+def _without_expectations(text):
+    text["files"]["expectations"] = []
+    text["classes"]["expectations"] = []
+
+
+UNUSABLE_SUITES = {
+    "mistyped column": (_set("files", 0, column="severty"), 'unknown column "severty"'),
+    "class column": (_set("classes", 1, column="count"), '"classes"."expectations"[1]'),
+    "unknown type": (
+        lambda text: text["files"]["expectations"][1].update(
+            type="expect_column_values_to_be_nice"
+        ),
+        'unknown expectation type "expect_column_values_to_be_nice"',
+    ),
+    "text for a number": (
+        _set("files", 3, min_value="ten"),
+        'min_value must be a number, not "ten"',
+    ),
+    "text for mostly": (_set("files", 3, mostly="most"), 'mostly must be a number, not "most"'),
+    "GE's own argument check": (
+        lambda text: text["files"]["expectations"][4]["kwargs"].pop("value_set"),
+        '"files"."expectations"[4] (expect_column_values_to_be_in_set): value_set: field required',
+    ),
+    "no expectation": (_without_expectations, "holds no expectation"),
+    "table not an object": (lambda text: text.update(files=[]), '"files" must be an object'),
+}
+
+
+def test_unusable_suites_exit_2_before_anything_runs(checked, capsys):
+    """Before: a mistyped column was a failed check (exit 1, "observed None", recorded); an
+    empty suite passed ("PASSED 0/0", exit 0) a dataset with errors; an unknown type, a
+    word for a number or a suite that is not UTF-8 gave a traceback and exit 3."""
+    root, suite, tmp_path = checked
+    (root / "dog" / "cut.jpg").write_bytes(jpeg(7, 80, 60)[:500])  # an error to miss
+    history = tmp_path / "history.sqlite"
+    bad = tmp_path / "bad.json"
+    cases = {
+        name: (json.dumps(_edited(suite, edit)).encode(), expected)
+        for name, (edit, expected) in UNUSABLE_SUITES.items()
+    }
+    cases["not UTF-8"] = (
+        suite.read_bytes().replace(b'"why": "', b'"why": "\xe9', 1),
+        "is not UTF-8 text (byte 0xe9",
+    )
+    cases["JSON array"] = (b"[1, 2]", "holds a JSON array; a suite is a JSON object")
+    for name, (content, expected) in cases.items():
+        bad.write_bytes(content)
+        arguments = ["check", str(root), "--suite", str(bad), "--out", str(tmp_path / "o")]
+        assert cli.main([*arguments, "--history", str(history), "--quiet"]) == 2, name
+        captured = capsys.readouterr()
+        assert expected in captured.err and str(bad) in captured.err, (name, captured.err)
+        assert len(captured.err.strip().splitlines()) == 1 and "Traceback" not in captured.err
+        assert not history.exists() and not (tmp_path / "o").exists(), name  # nothing ran
+
+
+def test_a_suite_that_cannot_be_evaluated_is_not_a_failed_check(checked, capsys):
+    root, suite, tmp_path = checked
+    assert check(root, suite, tmp_path, "first") == 0
+    text = json.loads(suite.read_text())
+    text["files"]["expectations"].append(
+        {"type": "expect_column_mean_to_be_between", "kwargs": {"column": "label", "min_value": 0}}
+    )
+    suite.write_text(json.dumps(text))
+    capsys.readouterr()
+    assert check(root, suite, tmp_path, "second") == 2
+    error = capsys.readouterr().err
+    assert '"files"."expectations"[5] (expect_column_mean_to_be_between)' in error
+    assert "cannot be evaluated" in error
+    with sqlite3.connect(tmp_path / "history.sqlite") as connection:
+        assert connection.execute("SELECT count(*) FROM runs").fetchone()[0] == 1
+
+
+def test_a_new_class_prints_nothing_on_stderr_with_quiet(checked, capfd):
+    """Before: Great Expectations' Data Docs renderer printed a KeyError traceback on
+    stderr (its own logger, with no handler) when a class was added since the suite."""
+    root, suite, tmp_path = checked
+    for index in range(3):
+        (root / "owl").mkdir(exist_ok=True)
+        (root / "owl" / f"owl_{index}.jpg").write_bytes(jpeg(900 + index, 80, 60))
+    assert check(root, suite, tmp_path, "run") == 1
+    captured = capfd.readouterr()
+    assert captured.err == ""
+    assert "new: owl" in captured.out and "Traceback" not in captured.out
+
+
+def test_great_expectations_logging_is_collected_not_printed(capfd):
+    import logging
+
+    from audit.expectations import _gx_messages
+
+    with _gx_messages() as messages:
+        logging.getLogger("great_expectations.render.renderer").error("drawing failed")
+    assert messages == ["ERROR great_expectations.render.renderer: drawing failed"]
+    assert capfd.readouterr().err == ""
+    assert not logging.getLogger("great_expectations").handlers

@@ -220,12 +220,17 @@ def test_output_places_that_cannot_be_written_exit_2(small_dataset, tmp_path, ca
     for argv in (
         ["scan", small_dataset, "--out", a_file],
         ["scan", small_dataset, "--out", a_file / "below"],
+        ["scan", small_dataset, "--out", "/dev/null"],
+        ["scan", small_dataset, "--out", "/proc/image-audit-report"],
+        ["check", small_dataset, "--jobs", "0"],
+        ["check", small_dataset, "--jobs", "-1"],
         ["history", small_dataset, "--history", a_file],
         ["demo", a_file],
     ):
         assert run(*argv) == 2, argv
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and err[0].startswith("audit: error: "), (argv, err)
+        assert err[-1].startswith(("audit: error: ", "python -m audit check: error: ")), argv
+        assert "Traceback" not in "\n".join(err), (argv, err)
     assert a_file.read_text() == "not a folder"
 
 

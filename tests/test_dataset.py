@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -69,18 +70,66 @@ def test_stray_files_and_empty_classes(tmp_path):
     assert layout.empty_classes == ["dog"]
 
 
-def test_symlink_loop_does_not_hang(tmp_path):
+def test_links_into_the_dataset_are_reported_not_followed(tmp_path):
+    """Before: `fox/loop -> ..` read every other class again as class fox (246 rows for
+    134 files, every cat and dog a label_conflict), since folders were remembered per class."""
     root = write_dataset(tmp_path / "d", {"cat/a.jpg": jpeg(1), "dog/b.jpg": jpeg(2)})
     (root / "cat" / "loop").symlink_to(root / "cat")
     (root / "cat" / "to_root").symlink_to(root)
+    (root / "cat" / "up").symlink_to("..")
     (root / "dog" / "linked.jpg").symlink_to(root / "cat" / "a.jpg")
+    (root / "dog" / "cats").symlink_to("../cat")
     layout = discover(root)
-    paths = [e.relpath for e in layout.iter_files()]
-    # The loop back to cat/ is entered once; the link to ROOT reaches dog/ once more.
-    assert paths.count("cat/a.jpg") == 1
-    assert "cat/loop" in {item.relpath for item in layout.ignored}
-    assert "dog/linked.jpg" in paths
-    assert len(paths) == layout.file_count
+    paths = [entry.relpath for entry in layout.iter_files()]
+    assert paths == ["cat/a.jpg", "dog/b.jpg"] and layout.file_count == 2
+    assert {(link.relpath, link.kind, link.target) for link in layout.linked} == {
+        ("cat/loop", "folder", "cat"),
+        ("cat/to_root", "folder", "."),
+        ("cat/up", "folder", "."),
+        ("dog/cats", "folder", "cat"),
+        ("dog/linked.jpg", "file", "cat/a.jpg"),
+    }
+
+
+def test_links_to_outside_are_followed_once_under_the_class_holding_them(tmp_path):
+    outside = write_dataset(tmp_path / "elsewhere", {"more/x.jpg": jpeg(3), "y.jpg": jpeg(4)})
+    root = write_dataset(tmp_path / "d", {"cat/a.jpg": jpeg(1), "dog/b.jpg": jpeg(2)})
+    (root / "cat" / "more").symlink_to(outside / "more")
+    (root / "dog" / "more_again").symlink_to(outside / "more")  # the same folder: once
+    (root / "dog" / "y.jpg").symlink_to(outside / "y.jpg")
+    (root / "cat" / "y_again.jpg").symlink_to(outside / "y.jpg")  # the same file: once
+    layout = discover(root)
+    rows = {entry.relpath: entry.label for entry in layout.iter_files()}
+    assert rows == {"cat/a.jpg": "cat", "cat/more/x.jpg": "cat", "dog/b.jpg": "dog",
+                    "dog/y.jpg": "dog"} or rows == {"cat/a.jpg": "cat", "cat/more/x.jpg": "cat",
+                    "cat/y_again.jpg": "cat", "dog/b.jpg": "dog"}  # fmt: skip
+    assert len(rows) == layout.file_count == 4
+    assert Path(os.path.realpath(outside / "more")) in layout.real_folders
+
+
+def test_a_class_folder_linked_to_another_class_is_no_class(tmp_path):
+    root = write_dataset(tmp_path / "d", {"cat/a.jpg": jpeg(1), "dog/b.jpg": jpeg(2)})
+    (root / "kitten").symlink_to("cat")
+    layout = discover(root)
+    assert layout.classes == ("cat", "dog")
+    assert [(link.relpath, link.target) for link in layout.linked] == [("kitten", "cat")]
+
+
+def test_an_unlistable_folder_is_reported(tmp_path, monkeypatch):
+    root = write_dataset(tmp_path / "d", {"cat/a.jpg": jpeg(1), "cat/sub/b.jpg": jpeg(2)})
+    real_scandir = os.scandir
+
+    def refuse(path):
+        if str(path).endswith("sub"):
+            raise PermissionError(13, "Permission denied")
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refuse)  # tests run as root: chmod would not stop it
+    layout = discover(root)
+    assert [entry.relpath for entry in layout.iter_files()] == ["cat/a.jpg"]
+    assert [(item.relpath, item.reason) for item in layout.unlistable] == [
+        ("cat/sub", "cannot be listed: Permission denied")
+    ]
 
 
 @pytest.mark.parametrize(

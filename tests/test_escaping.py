@@ -16,7 +16,7 @@ def test_terminal_shows_control_characters_as_escapes():
     assert terminal("plain name.jpg") == "plain name.jpg"
     assert terminal("a\nb\r\x1b[31mc\x00") == "a\\nb\\r\\x1b[31mc\\x00"
     assert terminal("line\u2028sep") == "line\\u2028sep"
-    assert terminal("bad\udcffbyte") == "bad\\udcffbyte"  # undecodable byte, as Python keeps it
+    assert terminal("bad\udcffbyte") == "bad\\xffbyte"  # a byte that is not UTF-8, as \\xNN
 
 
 def test_markdown_keeps_a_name_on_one_line_in_one_cell():

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -149,3 +154,102 @@ def test_memory_mapped_path_gives_the_same_facts(tmp_path, monkeypatch, kind):
     # judge() writes the file again, so only the modification time may differ.
     assert replace(mapped_facts, mtime_ns=0) == replace(read_facts, mtime_ns=0)
     assert mapped_findings == read_findings
+
+
+def test_header_sizes_past_int32_give_a_row_not_a_crash(tmp_path):
+    """A BMP declaring a width of 4,294,967,169 (and a PNG of 2**32 - 1) once stopped the
+    whole scan with OverflowError in the int32 table: now each is a corrupt_data row."""
+    from audit.scan import scan
+
+    root = tmp_path / "data"
+    (root / "cls").mkdir(parents=True)
+    for kind in ("bmp_width_past_int32", "png_width_past_int32", "jpeg_jfif"):
+        name, data, _ = FIXTURES[kind]
+        (root / "cls" / f"{kind}{os.path.splitext(name)[1]}").write_bytes(data)
+    scan(root, tmp_path / "out", jobs=1, cache=False)
+    with open(tmp_path / "out" / "images.csv", newline="", encoding="utf-8") as handle:
+        rows = {row["path"]: row for row in csv.DictReader(handle)}
+    for kind in ("bmp_width_past_int32", "png_width_past_int32"):
+        row = next(row for path, row in rows.items() if kind in path)
+        assert "corrupt_data" in row["issues"].split(";"), row
+        assert row["width"] == "" and row["height"] == "", row
+    assert len(rows) == 3
+
+
+def test_stderr_silenced_only_while_decoding(capfd):
+    from audit.inspect import c_stderr_silenced
+
+    with c_stderr_silenced():
+        os.write(2, b"from C\n")
+        with c_stderr_silenced():  # nested (another thread decoding): still silenced
+            os.write(2, b"nested\n")
+        os.write(2, b"after nested\n")
+    os.write(2, b"outside\n")
+    assert capfd.readouterr().err == "outside\n"
+
+
+def _noisy_tiff() -> bytes:
+    """An LZW TIFF whose strip is garbage: libtiff prints 'Using code not yet in table.'"""
+    from PIL import Image
+
+    data = bytearray(encode(photo_like(64, 48), "TIFF", compression="tiff_lzw"))
+    with Image.open(io.BytesIO(bytes(data))) as image:
+        strips = zip(image.tag_v2[273], image.tag_v2[279], strict=True)
+    for offset, count in strips:
+        data[offset + 4 : offset + count] = b"\xff" * (count - 4)
+    return bytes(data)
+
+
+def test_c_library_warnings_never_reach_the_terminal(tmp_path):
+    """libtiff writes its complaints to fd 2 from C; a scan's stderr stays the tool's own."""
+    root = tmp_path / "data"
+    (root / "tiffs").mkdir(parents=True)
+    (root / "photos").mkdir()
+    (root / "tiffs" / "noisy.tif").write_bytes(_noisy_tiff())
+    (root / "photos" / "a.jpg").write_bytes(FIXTURES["jpeg_jfif"][1])
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from PIL import Image\ntry: Image.open(r'%s').load()\n"
+            "except Exception: pass" % (root / "tiffs" / "noisy.tif"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if not probe.stderr.strip():
+        pytest.skip("this Pillow's libtiff prints nothing for the garbled strip")
+    for jobs in ("1", "2"):
+        run = subprocess.run(
+            [sys.executable, "-m", "audit", "scan", str(root), "--out", str(tmp_path / jobs)]
+            + ["--no-cache", "--quiet", "--jobs", jobs],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parents[1],
+        )
+        assert run.returncode == 1, run.stderr  # the TIFF is an error finding
+        assert run.stderr == "", f"jobs={jobs}: {run.stderr}"
+    loud = subprocess.run(
+        [sys.executable, "-m", "audit", "scan", str(root), "--out", str(tmp_path / "loud")]
+        + ["--no-cache", "--jobs", "1"],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert probe.stderr.strip().splitlines()[0] not in loud.stderr
+    assert "noisy.tif" in loud.stderr  # the tool's own per-error line still shows
+
+
+def test_an_image_nested_in_the_file_is_held_to_the_pixel_limit(tmp_path):
+    """An ICNS declaring 256x256 whose PNG member is 60,000 x 60,000 is refused before
+    the member is decoded (Pillow's oom-8ed3...icns took 8.2 GB and once an OOM kill)."""
+    import struct
+
+    member = png_bomb(60_000, 60_000)
+    element = b"ic08" + struct.pack(">I", 8 + len(member)) + member
+    facts, findings = judge(
+        tmp_path, "icon.icns", b"icns" + struct.pack(">I", 8 + len(element)) + element
+    )
+    assert (facts.width, facts.height) == (256, 256) and not facts.decoded
+    assert "3600000000 pixels" in (facts.decode_error or "")
+    assert {"unsupported_format", "corrupt_data"} <= {finding.code for finding in findings}

@@ -260,7 +260,8 @@ def test_broken_links_fifos_and_sockets_move_as_what_they_are(tmp_path, monkeypa
     cross-filesystem move turned a symlink into a copy of its target."""
     root = write_dataset(tmp_path / "data", {"cat/a.jpg": jpeg(1), "dog/b.jpg": jpeg(2)})
     (root / "cat" / "dangling.jpg").symlink_to("no-such-file.jpg")
-    (root / "cat" / "link.jpg").symlink_to("a.jpg")
+    (tmp_path / "outside.jpg").write_bytes(jpeg(3))  # a link into the dataset is no row
+    (root / "cat" / "link.jpg").symlink_to("../../outside.jpg")
     os.mkfifo(root / "dog" / "pipe.jpg")
     listener = socket.socket(socket.AF_UNIX)
     listener.bind(str(root / "dog" / "sock.jpg"))
@@ -275,11 +276,11 @@ def test_broken_links_fifos_and_sockets_move_as_what_they_are(tmp_path, monkeypa
     assert sorted(move.kind for move in outcome.moved) == sorted(
         ["symlink", "symlink", "fifo"] + ([] if cross_device else ["socket"])
     )
-    assert os.readlink(tmp_path / "q" / "cat" / "link.jpg") == "a.jpg"
+    assert os.readlink(tmp_path / "q" / "cat" / "link.jpg") == "../../outside.jpg"
     assert not any(os.path.lexists(root / path) for path in moving)
     restore_until_done(outcome.manifest)
     assert tree_fingerprint(root, directory_times=False) == before
-    assert os.readlink(root / "cat" / "link.jpg") == "a.jpg"
+    assert os.readlink(root / "cat" / "link.jpg") == "../../outside.jpg"
     listener.close()
 
 
@@ -379,3 +380,22 @@ def test_a_file_that_is_no_manifest_is_refused_whole(tmp_path, capsys):
     assert cli.main(["restore", str(garbage)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "is not a quarantine manifest" in err[0] and "line 1" in err[0]
+
+
+def test_names_that_are_not_utf8_quarantine_and_restore(tmp_path, capsys):
+    """A file name with a byte that is not UTF-8 once killed the scan (exit 3)."""
+    root = write_dataset(tmp_path / "data", {"cat/a.jpg": jpeg(1), "dog/b.jpg": jpeg(2)})
+    odd = os.path.join(os.fsencode(root), b"dog", b"bad\xffname\nx.jpg")
+    with open(odd, "wb") as handle:
+        handle.write(b"not an image")
+    before = tree_fingerprint(root, directory_times=False)
+    assert cli.main(["scan", str(root), "--out", str(tmp_path / "r"), "--jobs", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "error: dog/bad\\xffname\\nx.jpg: not_an_image" in err  # escaped, on one line
+    (row,) = select(tmp_path / "r", codes=["undecodable_name"])
+    assert os.fsencode(row.path) == b"dog/bad\xffname\nx.jpg"
+    assert row.report_path == "dog/bad\\xffname\nx.jpg"
+    outcome = quarantine(tmp_path / "r", [row.path], tmp_path / "q")
+    assert not os.path.lexists(odd)
+    restore_until_done(outcome.manifest)
+    assert tree_fingerprint(root, directory_times=False) == before

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 
 import pytest
 
+from audit import cli
 from audit.checks import Thresholds
 from audit.dataset import discover
 from audit.engines import FileWork, PoolEngine
@@ -237,3 +239,38 @@ def test_a_truncated_file_is_judged_whatever_pillow_is_told_elsewhere(tmp_path, 
     cut_row = next(row for row in rows if row.startswith("dog/cut.jpg"))
     assert "decoder: image file is truncated" in cut_row
     assert ImageFile.LOAD_TRUNCATED_IMAGES is True  # left as the caller set it
+
+
+def test_a_link_to_an_ancestor_reads_nothing_twice(tmp_path):
+    """Before: with fox/loop -> .., every cat and dog file was read again as a fox and
+    became a label_conflict error (246 rows for 134 files)."""
+    files = {
+        f"{label}/{i}.jpg": jpeg(10 * n + i) for n, label in enumerate("cdf") for i in range(4)
+    }
+    root = write_dataset(tmp_path / "d", files)
+    (root / "f" / "loop").symlink_to("..")
+    result = scan(root, tmp_path / "out", jobs=1)
+    assert result.summary["files"] == 12
+    assert result.summary["issue_counts"]["label_conflict"] == 0
+    (finding,) = [f for f in result.summary["dataset_findings"] if f["code"] == "linked_folder"]
+    assert finding["severity"] == "warning" and finding["subjects"] == ["f/loop"]
+    assert "f/loop -> ." in finding["reason"]
+
+
+def test_an_unlistable_folder_is_an_error_finding(tmp_path, monkeypatch, capsys):
+    """Before: it appeared only under ignored_files, exit 0 even with --fail-on info."""
+    root = write_dataset(tmp_path / "d", {"cat/a.jpg": jpeg(1), "dog/sub/b.jpg": jpeg(2)})
+    real_scandir = os.scandir
+
+    def refuse(path):
+        if str(path).endswith("sub"):
+            raise PermissionError(13, "Permission denied")
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refuse)
+    argv = ["scan", str(root), "--out", str(tmp_path / "o"), "--jobs", "1", "--quiet"]
+    assert cli.main(argv) == 1
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    (finding,) = [f for f in summary["dataset_findings"] if f["code"] == "unlistable_folder"]
+    assert finding["severity"] == "error" and finding["subjects"] == ["dog/sub"]
+    assert summary["worst_severity"] == "error"

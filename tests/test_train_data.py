@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from audit.scan import scan
 from tests.conftest import jpeg, write_dataset
@@ -141,3 +142,27 @@ def test_an_empty_stage_list_is_refused():
 
     with pytest.raises(InvalidArgument, match="none given"):
         select_stages("")
+
+
+def test_names_that_are_not_utf8_round_trip_to_the_pipeline(tmp_path):
+    """A class folder and a file whose names are not UTF-8: one row each (undecodable_name),
+    the right label, and TensorFlow reads the file through its bytes path."""
+    root = tmp_path / "data"
+    channels = {b"blue": 2, b"r\xe9d": 0}  # latin-1 'rouge', not UTF-8
+    for name, channel in channels.items():
+        folder = os.path.join(os.fsencode(root), name)
+        os.makedirs(folder)
+        for index in range(4):
+            pixels = np.zeros((40, 40, 3), dtype=np.uint8)
+            detail = np.asarray(photo_like(40, 40, seed=10 * channel + index).convert("L"))
+            pixels[..., channel] = 128 + detail // 2  # distinct pictures, one colour
+            path = os.path.join(folder, b"f\xff%d.png" % index)
+            Image.fromarray(pixels).save(os.fsdecode(path), "PNG")
+    scan(root, tmp_path / "report", jobs=1)
+    examples = load_examples(tmp_path / "report")
+    assert len(examples.paths) == 8 and all(os.path.exists(path) for path in examples.paths)
+    assert sorted(np.bincount(examples.labels).tolist()) == [4, 4]
+    batch = next(iter(make_dataset(examples.paths, examples.labels, 40, 8, False, None)))
+    pixels = batch[0].numpy().reshape(8, -1, 3).mean(axis=1)
+    blue = examples.labels == examples.class_names.index("blue")
+    assert (pixels[blue][:, 2] > 150).all() and (pixels[~blue][:, 0] > 150).all()

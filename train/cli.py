@@ -13,7 +13,7 @@ from pathlib import Path
 from audit import argtypes
 from audit.boundary import run_command
 from audit.errors import InvalidArgument, UserError
-from audit.outputs import default_report_dir
+from audit.outputs import default_report_dir, refuse_inside_dataset
 
 EXIT_PASSED, EXIT_FAILED = 0, 1
 
@@ -151,6 +151,7 @@ def run_stages(args: argparse.Namespace) -> int:
     )
     if split.details.get("left_out_classes"):
         print(f"left out (no usable image): {', '.join(split.details['left_out_classes'])}")
+    refuse_inside_dataset(examples.root, Path(args.runs_dir), "--runs-dir")
     outcome = run_recipe(split, config, names, runs_dir=args.runs_dir, run_id=args.run_id)
     print(outcome.table())
     if outcome.report:

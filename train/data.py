@@ -21,6 +21,7 @@ import numpy as np
 
 from audit.dataset import resolve
 from audit.errors import InvalidArgument
+from audit.escaping import for_report
 from audit.reportio import Report, ReportError, report_is_stale
 
 VALIDATION_SPLITS = ("val", "valid", "validation", "dev", "eval")
@@ -85,9 +86,9 @@ def load_examples(
         class_names=class_names,
         paths=[resolve(report_root, row.path) for row in usable],
         relpaths=[row.path for row in usable],
-        labels=np.array([index[row.label] for row in usable], dtype=np.int32),
+        labels=np.array([index[for_report(row.label)] for row in usable], dtype=np.int32),
         splits=[row.split for row in usable],
-        groups=np.array([groups.get(row.path, -1) for row in usable], dtype=np.int64),
+        groups=np.array([groups.get(row.report_path, -1) for row in usable], dtype=np.int64),
         skipped_errors=len(rows) - len(usable),
     )
 
@@ -229,7 +230,9 @@ def make_dataset(
             image = tf.zeros_like(image)
         return image, label
 
-    dataset = tf.data.Dataset.from_tensor_slices((list(paths), np.asarray(labels, dtype=np.int32)))
+    # Paths as bytes: a name that is not UTF-8 is no text TensorFlow can convert.
+    encoded = [os.fsencode(path) for path in paths]
+    dataset = tf.data.Dataset.from_tensor_slices((encoded, np.asarray(labels, dtype=np.int32)))
     dataset = dataset.map(load, num_parallel_calls=autotune, deterministic=True)
     if cache:
         dataset = dataset.cache()

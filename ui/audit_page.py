@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
@@ -237,7 +236,12 @@ def _quarantine(report_dir: Path) -> None:
             st.info("No file matches.")
             return
         st.dataframe(
-            pd.DataFrame([asdict(row) for row in rows])[["path", "severity", "issues"]],
+            pd.DataFrame(
+                [
+                    {"path": row.report_path, "severity": row.severity, "issues": row.issues}
+                    for row in rows
+                ]
+            ),
             hide_index=True,
         )
         confirmed = st.checkbox(

@@ -1,12 +1,22 @@
-"""The checks page: the history of scheduled checks and the latest check's own page."""
+"""The checks page: the history of scheduled checks and the latest check's own page.
+
+Pages are embedded with Streamlit's iframe (st.iframe, or components.html before it),
+which always allows scripts and same-origin access to the app: each goes through
+audit.datadocs.safe_page(embedded=True) first (no script, a script-src 'none' policy,
+nothing loaded, links inert), whether `check` already rewrote it or an older version of
+the tool wrote it.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 import streamlit.components.v1 as components
 
 from audit import history
+from audit.datadocs import safe_page
 from ui.safety import OutsideAllowedRoots, checked, workdir
 
 
@@ -65,20 +75,23 @@ def _latest_pages(run: history.Run) -> None:
     docs = folder / "gx-project" / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
     st.subheader("Latest check")
     if page.exists():
-        components.html(page.read_text(encoding="utf-8"), height=520, scrolling=True)
+        _embed(_embeddable(page), height=520)
     if docs.exists():
         st.text(f"Great Expectations Data Docs: {docs}")
         st.download_button(
-            "Data Docs index.html", docs.read_bytes(), file_name="index.html", key="docs_index"
+            "Data Docs index.html",
+            safe_page(docs.read_text(encoding="utf-8", errors="replace")),
+            file_name="index.html",
+            mime="text/html",
+            key="docs_index",
         )
-        # The validation pages are static HTML (the index is drawn by JavaScript): embed the
-        # latest ones.
-        pages = sorted(
-            docs.parent.glob("validations/**/*.html"), key=lambda page: page.stat().st_mtime
-        )[-2:]
-        for page in pages:
+        # The validation pages are static HTML: embed the latest run's (validations/SUITE/
+        # RUN NAME/RUN TIME/PAGE.html; run times sort as text).
+        pages = sorted(docs.parent.glob("validations/*/*/*/*.html"))
+        latest = max((page.parent.name for page in pages), default="")
+        for page in [page for page in pages if page.parent.name == latest]:
             with st.expander(f"Data Docs: {page.parent.parent.parent.name}"):
-                components.html(page.read_text(encoding="utf-8"), height=600, scrolling=True)
+                _embed(_embeddable(page), height=600)
     validation = folder / "validation_result.json"
     if validation.exists():
         st.download_button(
@@ -87,3 +100,16 @@ def _latest_pages(run: history.Run) -> None:
             file_name="validation_result.json",
             key="validation_json",
         )
+
+
+def _embeddable(page: Path) -> str:
+    """A page's HTML as the component iframe may show it (see the module's docstring)."""
+    return safe_page(page.read_text(encoding="utf-8", errors="replace"), embedded=True)
+
+
+def _embed(page: str, height: int) -> None:
+    """page (already made embeddable) in an iframe with its own scroll bar."""
+    if hasattr(st, "iframe"):  # newer Streamlit, where components.html is deprecated
+        st.iframe(page, height=height)
+    else:
+        components.html(page, height=height, scrolling=True)

@@ -37,7 +37,8 @@ def summary(report_dir: str, modified: float) -> dict:
 
 @st.cache_data(show_spinner=False)
 def images(report_dir: str, modified: float) -> pd.DataFrame:
-    rows = [asdict(row) for row in Report(report_dir).images()]
+    # As images.csv writes them: names that are not UTF-8 are no text Arrow can carry.
+    rows = [{**asdict(row), "path": row.report_path} for row in Report(report_dir).images()]
     frame = pd.DataFrame(rows, columns=list(IMAGES.columns))
     for column in ("width", "height", "bytes"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce")

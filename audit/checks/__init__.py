@@ -16,13 +16,16 @@ from audit.checks.balance import BalanceCheck
 from audit.checks.base import Check, DatasetChecksResult, Registry, Threshold, Thresholds
 from audit.checks.duplicates import DuplicatesCheck
 from audit.checks.integrity import DEFAULT_MAX_PIXELS, IntegrityCheck
+from audit.checks.names import NamesCheck
 from audit.checks.resolution import ResolutionCheck
 from audit.inspect import Facts
 from audit.records import Finding
 
 # Integrity before resolution (it skips files with errors); duplicates before balance
 # (label conflicts are not counted as usable).
-REGISTRY = Registry([IntegrityCheck(), ResolutionCheck(), DuplicatesCheck(), BalanceCheck()])
+REGISTRY = Registry(
+    [IntegrityCheck(), NamesCheck(), ResolutionCheck(), DuplicatesCheck(), BalanceCheck()]
+)
 
 
 def check_file(facts: Facts, thresholds: Thresholds) -> tuple[Finding, ...]:

@@ -36,7 +36,7 @@ from PIL import Image
 from audit.checks.base import Check, Threshold
 from audit.dataset import resolve
 from audit.hashing import ZOOMS
-from audit.inspect import strict_decoding
+from audit.inspect import c_stderr_silenced, strict_decoding
 from audit.neighbors import BRUTE_FORCE_UP_TO, pairs_within, popcount64
 from audit.records import DatasetResult, Finding
 from audit.reportio import DUPLICATES
@@ -510,7 +510,7 @@ def _pixel_digest(table, row: int, cache: dict) -> str | None:
     """sha256 of the fully decoded pixels, with mode and shape in the key (None if undecodable)."""
     if row not in cache:
         try:
-            with Image.open(resolve(table.root, table.paths[row])) as image:
+            with c_stderr_silenced(), Image.open(resolve(table.root, table.paths[row])) as image:
                 with strict_decoding():
                     image.load()
                 digest = hashlib.sha256(f"{image.mode}:{image.size}:".encode())
