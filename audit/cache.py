@@ -64,6 +64,7 @@ COMMIT_EVERY = 256  # records per write transaction
 COMMIT_SECONDS = 2.0
 BUSY_TIMEOUT_S = 20.0  # how long a writer waits for another scan's transaction
 LOOKUP_CHUNK = 500  # paths per SELECT ... IN (...)
+MAX_SIDE = 2**31 - 1  # what the scan table holds (int32); inspection gives no larger side
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 LEGACY_TABLES = frozenset({"files", "thumbnails", "meta"})
@@ -491,8 +492,8 @@ def _decode(entry: FileEntry, size: int, mtime_ns: int, fields: tuple) -> FileRe
     if not (isinstance(format_, str) and isinstance(mode, str)):
         raise TypeError("format and mode are text")
     for side in (width, height):
-        if side is not None and not (_is_int(side) and side >= 0):
-            raise TypeError("a side is a non-negative integer or NULL")
+        if side is not None and not (_is_int(side) and 0 <= side <= MAX_SIDE):
+            raise TypeError("a side is an integer from 0 to 2**31 - 1, or NULL")
     if not (isinstance(sha256, str) and (sha256 == "" or _SHA256.fullmatch(sha256))):
         raise ValueError("sha256 is 64 lowercase hex digits or empty")
     if phash is not None and not _is_int(phash):

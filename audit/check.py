@@ -13,6 +13,7 @@ OUT folders (SQLite transactions).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -22,7 +23,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from audit import expectations, history
 from audit.escaping import markdown
-from audit.lock import folder_lock
+from audit.lock import LOCK_NAME, folder_lock
 from audit.outputs import refuse_inside_dataset
 from audit.reportio import Report
 from audit.scan import scan
@@ -54,11 +55,19 @@ def run_check(
     """Check ROOT against the suite; SuiteError (exit 2) when the suite cannot be used.
 
     rehash: as scan()'s (re-read cached files to find changed_in_place)."""
-    suite = expectations.load_suite(suite_path)
     out_path = Path(out).absolute()
     refuse_inside_dataset(root, out_path, "--out")  # before the lock creates the folder
     refuse_inside_dataset(root, Path(history_path), "--history")
+    created = not out_path.exists()
     with folder_lock(out_path, "check"):  # one writer per folder: a second check exits 2
+        try:  # the suite is read under the lock, so a busy folder is refused at once
+            suite = expectations.load_suite(suite_path)
+        except expectations.SuiteError:
+            if created:  # leave no trace of a check that could not run
+                (out_path / LOCK_NAME).unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    out_path.rmdir()
+            raise
         scanned = scan(root, out_path, jobs=jobs, fail_on="never", progress=progress, rehash=rehash)
         outcome = expectations.run_checkpoint(
             out_path, suite, out_path / "gx-project", suite_name=f"the suite {suite_path}"

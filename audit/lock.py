@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import stat
 import sys
 import threading
 from collections.abc import Iterator
@@ -62,11 +63,18 @@ def folder_lock(folder: Path, command: str | None = None) -> Iterator[None]:
 
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        handle = open(folder / LOCK_NAME, "a+", encoding="utf-8")
+        # Never through a symlink (a lock "file" linked into a dataset would be truncated),
+        # and only a regular file.
+        descriptor = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     except OSError as error:
         raise CannotWrite(
-            f"cannot write into {folder}: {error.strerror or error}; choose another folder"
+            f"cannot write the lock file {folder / LOCK_NAME}: {error.strerror or error}; "
+            "remove it if it is a link, or choose another folder"
         ) from None
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        raise CannotWrite(f"{folder / LOCK_NAME} is not a regular file; remove it")
+    handle = os.fdopen(descriptor, "r+", encoding="utf-8")
     path = folder / LOCK_NAME
     try:
         try:

@@ -7,19 +7,24 @@ The manifest (manifest.jsonl in the quarantine folder) is a journal, each line f
 and fsync'd before the next step:
 
 1. `intent`: what is about to move (original, destination, sha256, size, mode, kind);
-2. the move: a rename within a filesystem; across filesystems a copy to a temporary
-   name beside the destination (fsync'd), renamed into place, then the original is
-   unlinked. Symlinks move as symlinks, FIFOs as FIFOs;
+2. the move, which never replaces anything: within a filesystem a hard link at the new
+   place then an unlink of the old name (a rename where hard links are not supported);
+   across filesystems a copy under a temporary name that holds the action's random
+   token (fsync'd, checked against the source, which must not have changed meanwhile),
+   linked into place, then the original is unlinked. Symlinks move as symlinks, FIFOs as
+   FIFOs;
 3. the moved entry is verified (sha256 of a file, the target of a link, the kind of a
    special file); a file that changed during the move is put back (`returned`);
 4. `done`.
 
 A crash (even SIGKILL) at any moment therefore leaves every file either in place or
 recorded by an intent line, and `restore()` decides per entry from what it finds on
-disk: back in place already (skipped), in the quarantine folder (moved back and
-verified), or neither / changed (refused, with the reason). It restores what it can,
-can be run again until everything is back, cleans the temporary copies of an
-interrupted move, and leaves only the manifest in the quarantine folder. Manifests of
+disk (only for entries whose places lie in the dataset and the quarantine folder the
+manifest names: an edited manifest cannot move or delete other files): back in place
+already (skipped), in the quarantine folder (moved back and verified), or neither /
+changed (refused, with the reason). It restores what it can, can be run again until
+everything is back, cleans the temporary copies of an interrupted move, and leaves only
+the manifest in the quarantine folder. Manifests of
 0.1.0 (one line per moved file, no journal) restore the same way.
 """
 
@@ -30,6 +35,7 @@ import fcntl
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import stat
@@ -48,7 +54,12 @@ from audit.reportio import ImageRow, Report, matches_row
 
 MANIFEST_NAME = "manifest.jsonl"
 MANIFEST_FORMAT = "image-audit-quarantine/2"
-PARTIAL_SUFFIX = ".image-audit-partial"  # a cross-filesystem copy before it is renamed
+PARTIAL_SUFFIX = ".image-audit-partial"  # a cross-filesystem copy before it is placed
+
+
+class ChangedDuringMove(Exception):
+    """The entry changed while it was being moved, or its place was taken meanwhile: it was
+    left where it was (never half-moved, nothing overwritten)."""
 
 
 class QuarantineRefused(UserError, ValueError):
@@ -156,27 +167,33 @@ def _quarantine(
     missing = [path for path in relpaths if path not in rows]
     if missing:
         raise QuarantineRefused(f"not in the report: {', '.join(missing[:5])}")
-    target_dir = _new_folder(report, destination, opened, dry_run)
-
-    plan, changed = [], []
+    originals, changed = {}, []
     for relpath in relpaths:
         row = rows[relpath]
-        original = opened.locate(row)
-        why = _changed_since_report(original, row)
+        originals[relpath] = opened.locate(row)
+        why = _changed_since_report(originals[relpath], row)
         if why:
             changed.append(f"{relpath} ({why})")
-            continue
-        plan.append(_planned_move(original, target_dir / _safe_relative(relpath), row))
     if changed:
         raise QuarantineRefused(
             f"{len(changed)} file(s) changed since the report (e.g. {', '.join(changed[:5])}); "
             "nothing was moved. Re-run the scan, then quarantine from the new report."
         )
+    target_dir = _new_folder(report, destination, opened, dry_run)  # only once all is checked
+    plan = [
+        _planned_move(originals[relpath], target_dir / _safe_relative(relpath), rows[relpath])
+        for relpath in relpaths
+    ]
     outcome = QuarantineOutcome(target_dir / MANIFEST_NAME)
     if dry_run:
         outcome.moved = plan
         return outcome
-    with _journal(outcome.manifest, report, root) as write, _interrupts_between_files() as stop:
+    token = secrets.token_hex(8)  # names this action's temporary copies: never a user's file
+    against = opened.summary.get("against")
+    with (
+        _journal(outcome.manifest, report, root, against, token) as write,
+        _interrupts_between_files() as stop,
+    ):
         for sequence, move in enumerate(plan, start=1):
             if stop():
                 raise KeyboardInterrupt(
@@ -185,11 +202,22 @@ def _quarantine(
                 )
             write({"op": "intent", "seq": sequence, **asdict(move)})
             _after_step("intent")
-            _move(Path(move.original), Path(move.quarantined), move)
+            try:
+                _move(Path(move.original), Path(move.quarantined), move, token)
+            except ChangedDuringMove as changed_while_moving:
+                write({"op": "returned", "seq": sequence, "why": str(changed_while_moving)})
+                outcome.returned.append((move, str(changed_while_moving)))
+                continue
             _after_step("moved")
             why = _mismatch(Path(move.quarantined), move)
             if why:
-                _move(Path(move.quarantined), Path(move.original), move)
+                try:
+                    _move(Path(move.quarantined), Path(move.original), move, token)
+                except ChangedDuringMove as taken:
+                    raise QuarantineRefused(
+                        f"{move.relpath} changed during its move ({why}) and cannot go back "
+                        f"({taken}); it is recorded in {outcome.manifest}: restore it later"
+                    ) from None
                 write({"op": "returned", "seq": sequence, "why": why})
                 outcome.returned.append((move, why))
                 continue
@@ -197,6 +225,8 @@ def _quarantine(
             write({"op": "done", "seq": sequence})
             _after_step("done")
             outcome.moved.append(move)
+    if outcome.returned:
+        _prune_empty_folders(target_dir)  # the folders made for files that went back
     return outcome
 
 
@@ -253,7 +283,9 @@ def _planned_move(original: Path, quarantined: Path, row: ImageRow) -> Move:
 
 
 @contextmanager
-def _journal(path: Path, report: Path, root: Path) -> Iterator[Callable[[dict], None]]:
+def _journal(
+    path: Path, report: Path, root: Path, against: str | None, token: str
+) -> Iterator[Callable[[dict], None]]:
     """Append-only manifest lines, each flushed and fsync'd before the caller goes on."""
     with open(path, "a", encoding="utf-8") as handle:
 
@@ -266,7 +298,7 @@ def _journal(path: Path, report: Path, root: Path) -> Iterator[Callable[[dict], 
         if handle.tell() == 0:
             created = datetime.now(timezone.utc).isoformat(timespec="seconds")
             write({"format": MANIFEST_FORMAT, "report": str(report.absolute()), "root": str(root),
-                   "created_utc": created})  # fmt: skip
+                   "against": against, "created_utc": created, "token": token})  # fmt: skip
             _fsync_folder(path.parent)
         yield write
 
@@ -303,24 +335,55 @@ def restore(manifest_path: str | os.PathLike, dry_run: bool = False) -> RestoreO
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise FolderBusy(f"another restore of {manifest} is running") from None
-        moves, outcome = _read_manifest(manifest)
+        moves, outcome, header = _read_manifest(manifest)
+        token = header.get("token")
+        if not token and not dry_run:  # a 0.1.0 manifest: give this restore's copies a name
+            token = secrets.token_hex(8)
+            with open(manifest, "a", encoding="utf-8") as append:
+                append.write(json.dumps({"token": token}) + "\n")
         for move in moves:
+            outside = _outside_its_places(move, manifest, header)
+            if outside:
+                outcome.refused.append((move.original, outside))
+                continue
             try:
-                _restore_one(move, outcome, dry_run)
-            except OSError as error:
+                _restore_one(move, outcome, dry_run, token or "")
+            except (OSError, ChangedDuringMove) as error:
                 outcome.refused.append((move.original, f"cannot move it back: {error}"))
         if not dry_run and not outcome.refused:
             _prune_empty_folders(manifest.parent)
     return outcome
 
 
-def _read_manifest(manifest: Path) -> tuple[list[Move], RestoreOutcome]:
-    """The entries to restore, in order, and an outcome holding the damaged lines."""
+def _outside_its_places(move: Move, manifest: Path, header: dict) -> str | None:
+    """Why an entry may not be restored as written (a manifest edited to move or delete
+    other files), or None. The quarantined entry must lie in the manifest's folder, the
+    original in the dataset the manifest names (0.1.0 manifests name none: the original
+    must at least end with the entry's relative path)."""
+    folder = os.path.normpath(manifest.parent.absolute())
+    quarantined = os.path.normpath(move.quarantined)
+    if not quarantined.startswith(folder + os.sep):
+        return f"its quarantined place {move.quarantined} is outside the manifest's folder"
+    original = os.path.normpath(move.original)
+    roots = [header[key] for key in ("root", "against") if header.get(key)]
+    if roots:
+        if not any(original.startswith(os.path.normpath(root) + os.sep) for root in roots):
+            return f"its original place {move.original} is outside the dataset {roots[0]}"
+    elif ".." not in move.relpath.split("/") and not original.endswith(
+        os.sep + os.path.normpath(move.relpath)
+    ):
+        return f"its original place {move.original} does not end with {move.relpath}"
+    return None
+
+
+def _read_manifest(manifest: Path) -> tuple[list[Move], RestoreOutcome, dict]:
+    """The entries to restore, in order, an outcome holding the damaged lines, and the
+    header (empty for a 0.1.0 manifest)."""
     outcome = RestoreOutcome()
     entries: dict[int, Move] = {}
     settled: set[int] = set()  # returned during the quarantine: never moved
     names = {item.name for item in fields(Move)}
-    header = False
+    header: dict = {}
     try:
         text = manifest.read_text(encoding="utf-8", errors="strict")
     except (OSError, UnicodeDecodeError) as error:
@@ -332,8 +395,11 @@ def _read_manifest(manifest: Path) -> tuple[list[Move], RestoreOutcome]:
             entry = json.loads(line)
             if not isinstance(entry, dict):
                 raise ValueError("not a JSON object")
+            if set(entry) == {"token"} and isinstance(entry["token"], str):
+                header.setdefault("token", entry["token"])  # added by a restore of 0.1.0's
+                continue
             if "format" in entry:
-                header = True
+                header = {**entry, **header}
                 if entry["format"] != MANIFEST_FORMAT:
                     raise QuarantineRefused(
                         f"{manifest} is a manifest of format {entry['format']!r}; this version "
@@ -362,14 +428,14 @@ def _read_manifest(manifest: Path) -> tuple[list[Move], RestoreOutcome]:
             f"({outcome.refused[0][0]}: {outcome.refused[0][1]})"
         )
     moves = [move for sequence, move in entries.items() if sequence not in settled]
-    return moves, outcome
+    return moves, outcome, header
 
 
-def _restore_one(move: Move, outcome: RestoreOutcome, dry_run: bool) -> None:
+def _restore_one(move: Move, outcome: RestoreOutcome, dry_run: bool, token: str) -> None:
     original, quarantined = Path(move.original), Path(move.quarantined)
     if not dry_run:
         for leftover in (original, quarantined):  # a cross-filesystem copy cut short
-            _remove_partial(leftover)
+            _remove_partial(leftover, token)
     if os.path.lexists(original):
         why = _mismatch(original, move)
         if why:
@@ -378,9 +444,13 @@ def _restore_one(move: Move, outcome: RestoreOutcome, dry_run: bool) -> None:
             )
             return
         if os.path.lexists(quarantined) and not dry_run:
-            # Both places hold the entry: an interrupted move's second copy.
-            if _mismatch(quarantined, move) is None or move.kind == "file":
-                os.unlink(quarantined)
+            if _mismatch(quarantined, move) is None:
+                os.unlink(quarantined)  # both places hold it: an interrupted move's 2nd copy
+            else:
+                outcome.refused.append(
+                    (move.quarantined, "it is back in place, and this differs from it: left")
+                )
+                return
         outcome.already_back.append(move)
         return
     if not os.path.lexists(quarantined):
@@ -395,7 +465,7 @@ def _restore_one(move: Move, outcome: RestoreOutcome, dry_run: bool) -> None:
     if dry_run:
         outcome.restored.append(move)
         return
-    _move(quarantined, original, move)
+    _move(quarantined, original, move, token)
     _after_step("restore-moved")
     why = _mismatch(original, move)
     if why:  # the move itself altered it: say so, it stays where it is now
@@ -489,44 +559,85 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _move(source: Path, target: Path, move: Move) -> None:
-    """Move one entry without overwriting: a rename, or across filesystems a copy made
-    under a temporary name, fsync'd, renamed into place, then the source unlinked."""
+def _move(source: Path, target: Path, move: Move, token: str) -> None:
+    """Move one entry, never overwriting: a hard link to the new place then an unlink (a
+    rename where links are not supported); across filesystems a copy under a temporary
+    name (token in it), fsync'd and checked against the source, then placed the same way.
+    ChangedDuringMove when the source changed during the copy or the place got taken: the
+    entry is then still where it was."""
     target.parent.mkdir(parents=True, exist_ok=True)
     if os.path.lexists(target):
-        raise QuarantineRefused(f"{target} exists (nothing is overwritten)")
+        raise ChangedDuringMove(f"{target} exists (nothing is overwritten)")
     try:
-        os.rename(source, target)
+        _place(source, target)
         return
     except OSError as error:
         if error.errno != errno.EXDEV:
             raise
-    partial = target.with_name(target.name + PARTIAL_SUFFIX)
-    _remove_partial(target)
-    info = os.lstat(source)
-    if stat.S_ISLNK(info.st_mode):
+    partial = _partial(target, token)
+    _remove_partial(target, token)
+    before = os.lstat(source)
+    if stat.S_ISLNK(before.st_mode):
         os.symlink(os.readlink(source), partial)
-    elif stat.S_ISFIFO(info.st_mode):
-        os.mkfifo(partial, stat.S_IMODE(info.st_mode))
-    elif stat.S_ISREG(info.st_mode):
+    elif stat.S_ISFIFO(before.st_mode):
+        os.mkfifo(partial, stat.S_IMODE(before.st_mode))
+    elif stat.S_ISREG(before.st_mode):
         shutil.copy2(source, partial, follow_symlinks=False)  # content, mode and mtime
         with open(partial, "rb") as handle:
             os.fsync(handle.fileno())
     else:
         raise QuarantineRefused(
-            f"{source} is a {_kind(info.st_mode)}: it can move within its filesystem only"
+            f"{source} is a {_kind(before.st_mode)}: it can move within its filesystem only"
         )
-    if not stat.S_ISLNK(info.st_mode):
-        os.utime(partial, ns=(info.st_atime_ns, info.st_mtime_ns))
+    if not stat.S_ISLNK(before.st_mode):
+        os.utime(partial, ns=(before.st_atime_ns, before.st_mtime_ns))
     _after_step("copied")
-    os.rename(partial, target)
+    after = os.lstat(source)
+    changed = (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != (
+        before.st_size, before.st_mtime_ns, before.st_ctime_ns,
+    )  # fmt: skip
+    if not changed and stat.S_ISREG(before.st_mode) and move.sha256:
+        changed = _sha256(partial) != move.sha256
+    if changed:
+        os.unlink(partial)
+        raise ChangedDuringMove(f"{source} changed while it was copied; it stays where it was")
+    try:
+        _place(partial, target)
+    except FileExistsError:
+        os.unlink(partial)
+        raise ChangedDuringMove(
+            f"{target} appeared during the move (nothing overwritten)"
+        ) from None
     _fsync_folder(target.parent)
     _after_step("placed")
     os.unlink(source)
 
 
-def _remove_partial(path: Path) -> None:
-    partial = path.with_name(path.name + PARTIAL_SUFFIX)
+def _place(source: Path, target: Path) -> None:
+    """source's entry at target, never replacing what is there: link + unlink (atomic
+    no-replace); a rename after a check where the filesystem has no hard links."""
+    try:
+        os.link(source, target, follow_symlinks=False)
+    except FileExistsError:
+        raise
+    except OSError as error:
+        if error.errno == errno.EXDEV:
+            raise
+        if os.path.lexists(target):
+            raise FileExistsError(errno.EEXIST, "exists", str(target)) from None
+        os.rename(source, target)  # no hard links here (EPERM, ENOTSUP, EMLINK)
+        return
+    os.unlink(source)
+
+
+def _partial(path: Path, token: str) -> Path:
+    return path.with_name(f".{path.name}.{token}{PARTIAL_SUFFIX}")
+
+
+def _remove_partial(path: Path, token: str) -> None:
+    if not token:
+        return
+    partial = _partial(path, token)
     if os.path.lexists(partial):
         os.unlink(partial)
 

@@ -547,3 +547,14 @@ def test_rehash_options_parse_and_check_takes_them(small_dataset, tmp_path, caps
     assert "needs the cache" in capsys.readouterr().err
     with pytest.raises(UnusableCache):
         ScanCache(small_dataset / "cat" / "cat_0.jpg", SETTINGS)  # a JPEG is not a cache
+
+
+def test_a_side_past_int32_in_a_cached_row_is_a_miss(small_dataset, tmp_path):
+    """Attack: width 2**63 - 1 in a cached row crashed the scan (exit 3, OverflowError in
+    the scan table). A side the inspection could never give is a miss."""
+    out = tmp_path / "out"
+    assert scan_cli(small_dataset, out) == 0
+    with sqlite3.connect(out / DEFAULT_NAME) as connection:
+        connection.execute("UPDATE files SET width = 9223372036854775807, height = 1")
+    assert scan_cli(small_dataset, out) == 0
+    assert summary_cache(out)["misses"] == 12

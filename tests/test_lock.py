@@ -134,3 +134,16 @@ def test_no_worker_outlives_a_killed_or_finished_scan(tmp_path):
     while running(finished.pid) and time.monotonic() < deadline:
         time.sleep(0.01)
     assert running(finished.pid) == []
+
+
+def test_a_lock_file_that_is_a_symlink_is_refused_and_its_target_untouched(tmp_path, small_dataset):
+    """Before: a `.image-audit.lock` symlink into the dataset made the scan truncate the
+    linked dataset file."""
+    out = tmp_path / "out"
+    out.mkdir()
+    target = small_dataset / "dog" / "dog_0.jpg"
+    before = target.read_bytes()
+    (out / ".image-audit.lock").symlink_to(target)
+    argv = ["scan", str(small_dataset), "--out", str(out), "--jobs", "1", "--quiet"]
+    assert cli.main(argv) == 2
+    assert target.read_bytes() == before

@@ -159,7 +159,7 @@ def test_a_crash_after_any_quarantine_step_is_restorable(
     root, report = flagged
     before = tree_fingerprint(root, directory_times=False)
     if cross_device:
-        monkeypatch.setattr(os, "rename", exdev_for_files_outside(tmp_path / "q", os.rename))
+        across_devices(monkeypatch, tmp_path / "q")
     crash_at(monkeypatch, step, occurrence=2)  # the second file, with one finished before it
     with pytest.raises(SimulatedCrash):
         quarantine(report, ERRORS, tmp_path / "q")
@@ -271,7 +271,7 @@ def test_broken_links_fifos_and_sockets_move_as_what_they_are(tmp_path, monkeypa
         [] if cross_device else ["dog/sock.jpg"]
     )
     if cross_device:
-        monkeypatch.setattr(os, "rename", exdev_for_files_outside(tmp_path / "q", os.rename))
+        across_devices(monkeypatch, tmp_path / "q")
     outcome = quarantine(tmp_path / "report", moving, tmp_path / "q")
     assert sorted(move.kind for move in outcome.moved) == sorted(
         ["symlink", "symlink", "fifo"] + ([] if cross_device else ["socket"])
@@ -361,17 +361,21 @@ def crash_at(monkeypatch, step: str, occurrence: int) -> None:
     monkeypatch.setattr(quarantine_module, "_after_step", after)
 
 
-def exdev_for_files_outside(folder: Path, real_rename):
-    """os.rename that fails with EXDEV between the dataset and folder (another 'device')."""
+def across_devices(monkeypatch, folder: Path) -> None:
+    """os.link and os.rename fail with EXDEV between the dataset and folder, as if folder
+    were on another filesystem."""
     inside = str(folder)
 
-    def rename(source, target):
-        source, target = str(source), str(target)
-        if source.startswith(inside) != target.startswith(inside):
-            raise OSError(errno.EXDEV, "Invalid cross-device link")
-        return real_rename(source, target)
+    def guard(real):
+        def operation(source, target, **options):
+            if str(source).startswith(inside) != str(target).startswith(inside):
+                raise OSError(errno.EXDEV, "Invalid cross-device link")
+            return real(source, target, **options)
 
-    return rename
+        return operation
+
+    monkeypatch.setattr(os, "link", guard(os.link))
+    monkeypatch.setattr(os, "rename", guard(os.rename))
 
 
 def test_a_file_that_is_no_manifest_is_refused_whole(tmp_path, capsys):
@@ -399,3 +403,80 @@ def test_names_that_are_not_utf8_quarantine_and_restore(tmp_path, capsys):
     assert not os.path.lexists(odd)
     restore_until_done(outcome.manifest)
     assert tree_fingerprint(root, directory_times=False) == before
+
+
+def test_a_users_file_that_looks_like_a_temporary_copy_is_never_deleted(flagged, tmp_path):
+    """Before: restore unlinked '<entry>.image-audit-partial' next to each entry, a user's
+    file included (attack: a file lost, exit 0). Temporary names now hold a random token."""
+    root, report = flagged
+    lookalike = root / "dog" / "page.jpg.image-audit-partial"
+    lookalike.write_bytes(b"the user's own bytes")
+    outcome = quarantine(report, ["dog/page.jpg"], tmp_path / "q")
+    restore_until_done(outcome.manifest)
+    assert lookalike.read_bytes() == b"the user's own bytes"
+
+
+def test_an_edited_manifest_cannot_move_or_delete_other_files(flagged, tmp_path, capsys):
+    """Before: entries pointing outside the dataset or the quarantine folder were obeyed:
+    an unrelated file was deleted and another moved (attack F2)."""
+    root, report = flagged
+    manifest = quarantine(report, ["dog/page.jpg"], tmp_path / "q").manifest
+    victim, secret = tmp_path / "victim.txt", tmp_path / "secret.txt"
+    victim.write_text("unrelated")
+    secret.write_text("elsewhere")
+    intent = next(line for line in journal(manifest) if line.get("op") == "intent")
+    forged = [
+        {**intent, "seq": 7, "quarantined": str(victim)},
+        {**intent, "seq": 8, "original": str(tmp_path / "moved-here" / "secret.txt"),
+         "quarantined": str(secret)},
+    ]  # fmt: skip
+    with open(manifest, "a", encoding="utf-8") as handle:
+        for entry in forged:
+            handle.write(json.dumps(entry) + "\n")
+    outcome = restore(manifest)
+    refused = dict(outcome.refused)
+    assert "outside the manifest's folder" in refused[str(root / "dog" / "page.jpg")]
+    assert "outside the manifest's folder" in refused[str(tmp_path / "moved-here/secret.txt")]
+    assert victim.read_text() == "unrelated" and secret.read_text() == "elsewhere"
+    assert not (tmp_path / "moved-here").exists()
+
+
+def test_a_file_written_during_a_cross_device_copy_stays_with_its_write(
+    flagged, tmp_path, monkeypatch, capsys
+):
+    """Before: the copy was placed and the edited original unlinked: the write was lost."""
+    root, report = flagged
+    across_devices(monkeypatch, tmp_path / "q")
+    page = root / "dog" / "page.jpg"
+
+    def write_meanwhile(step):
+        if step == "copied":
+            with open(page, "ab") as handle:
+                handle.write(b"<!-- a write during the copy -->")
+
+    monkeypatch.setattr(quarantine_module, "_after_step", write_meanwhile)
+    argv = ["quarantine", str(report), "--codes", "not_an_image", "--to", str(tmp_path / "q")]
+    assert cli.main(argv) == 1
+    assert "put back (it changed during the move" in capsys.readouterr().out
+    assert page.read_bytes().endswith(b"<!-- a write during the copy -->")
+    assert left_in(tmp_path / "q") == []  # no copy, no temporary file
+
+
+def test_a_place_taken_during_a_cross_device_restore_is_not_overwritten(
+    flagged, tmp_path, monkeypatch
+):
+    """Before: the copy was renamed over a file that appeared at the original place."""
+    root, report = flagged
+    manifest = quarantine(report, ["dog/page.jpg"], tmp_path / "q").manifest
+    across_devices(monkeypatch, tmp_path / "q")
+    page = root / "dog" / "page.jpg"
+
+    def take_the_place(step):
+        if step == "copied":
+            page.write_bytes(b"someone else's new file")
+
+    monkeypatch.setattr(quarantine_module, "_after_step", take_the_place)
+    outcome = restore(manifest)
+    assert [what for what, _ in outcome.refused] == [str(page)]
+    assert page.read_bytes() == b"someone else's new file"
+    assert (tmp_path / "q" / "dog" / "page.jpg").exists()  # still in the quarantine folder
