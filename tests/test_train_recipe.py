@@ -96,6 +96,11 @@ def test_every_stage_writes_its_artefacts_and_verdicts(full_run):
             == json.loads((folder / "metrics.json").read_text())["summary"]["epochs_run"]
         )
         np.testing.assert_allclose(predictions["probabilities"].sum(axis=2), 1.0, rtol=1e-5)
+        # The watched batch is stratified: both classes (the first validation files in folder
+        # order are all "blue"), with the prior and the names the figure draws.
+        assert set(predictions["labels"].tolist()) == {0, 1}
+        assert predictions["class_names"].tolist() == ["blue", "red"]
+        np.testing.assert_allclose(predictions["prior"].sum(), 1.0)
     early = json.loads((folders["early_stopping"] / "metrics.json").read_text())
     assert {v["name"] for v in early["verdicts"]} >= {"final_weights_are_the_best_epoch"}
     tuning_rows = list(csv.DictReader(open(folders["tuning"] / "tuning.csv")))

@@ -9,13 +9,15 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from audit.scan import scan
 from tests.imagegen import colour_dataset
 from train import cli
 from train.config import SANITY, TrainConfig
-from train.data import load_examples, split_examples
+from train.data import SplitExamples, load_examples, split_examples
 from train.recipe import run_recipe
 from train.runs import read_events, read_history
 
@@ -100,6 +102,43 @@ def test_overfit_fails_without_enough_steps(separable, tmp_path):
     _, _, split = separable
     outcome = run_one(split, "overfit_one_batch", replace(FAST, overfit_steps=1), tmp_path)
     assert not verdicts(outcome, "overfit_one_batch")["training_mode_loss"].passed
+
+
+def test_overfit_batch_holds_both_classes(good_run):
+    verdict = verdicts(good_run, "overfit_one_batch")["batch_holds_two_classes"]
+    # 16 of a 72:24 training split, folder order starting with 72 "blue": 8 of each now.
+    assert verdict.passed and verdict.value == 2 and "blue 8, red 8" in verdict.meaning
+
+
+def test_overfit_fails_on_identical_grey_images(tmp_path):
+    # Two classes of one and the same grey picture: no input tells them apart, so no model can
+    # learn a batch holding both; a batch of one class is learned by the output bias alone.
+    # (Built without the audit, which would call every copy a label conflict.)
+    paths, labels = [], []
+    for label, name in enumerate(("left", "right")):
+        (tmp_path / name).mkdir()
+        for number in range(24):
+            path = tmp_path / name / f"{number:02d}.png"
+            Image.new("RGB", (32, 32), (128, 128, 128)).save(path)
+            paths.append(str(path))
+            labels.append(label)
+    labels_array = np.asarray(labels, dtype=np.int32)
+    train = np.r_[0:18, 24:42]  # folder order: the first 16 are all "left"
+    val = np.r_[18:24, 42:48]
+    split = SplitExamples(
+        ("left", "right"),
+        [paths[index] for index in train],
+        labels_array[train],
+        [paths[index] for index in val],
+        labels_array[val],
+        "test: identical grey images",
+    )
+    outcome = run_one(split, "overfit_one_batch", FAST, tmp_path)
+    found = verdicts(outcome, "overfit_one_batch")
+    assert found["batch_holds_two_classes"].passed
+    assert not found["training_mode_loss"].passed and found["training_mode_loss"].value > 0.5
+    assert not found["training_mode_accuracy"].passed
+    assert outcome.sanity_failed
 
 
 def test_input_independence_fails_when_inputs_carry_nothing(tmp_path_factory, tmp_path):

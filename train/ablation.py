@@ -14,10 +14,10 @@ comparison but that was not asked for is trained on demand (its epochs show in t
 its own name), never silently skipped.
 
 Each training stage's folder also gets predictions.npz and prediction_dynamics.png (one fixed
-validation batch after every epoch) and first_layer_filters.png. write_report() builds
-ablation.csv, ablation.md and ablation.png (the source article's four panels) from the run
-folders. The source article: Karpathy's "A Recipe for Training Neural Networks", as a Spanish
-article applied it to cats vs dogs.
+validation batch, stratified by class, after every epoch) and first_layer_filters.png.
+write_report() builds ablation.csv, ablation.md and ablation.png (the source article's four
+panels) from the run folders. The source article: Karpathy's "A Recipe for Training Neural
+Networks", as a Spanish article applied it to cats vs dogs.
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from train import figures, models
+from train import data, figures, models
 from train.config import TrainConfig
 from train.runs import RunSpec, StageResult, Verdict, read_history, run_summary
-from train.stages import Context
+from train.stages import Context, stratified_indices
 
 
 @dataclass
@@ -46,7 +46,9 @@ class Trained:
     spec: RunSpec
     history: dict[str, list[float]]
     model: keras.Model
-    predictions: dict | None  # {"probabilities": (epochs, n, classes), "labels": (n,)}
+    # {"probabilities": (epochs, n, classes), "labels": (n,), "prior": (classes,),
+    #  "class_names": (classes,)}
+    predictions: dict | None
     seconds: float
 
     @property
@@ -124,7 +126,12 @@ def ablation_chain(config: TrainConfig) -> dict[str, AblationStep]:
         AblationStep(
             name="augment",
             builds_on="xception",
-            change="random flip, rotation, zoom and crop (tf.data, CPU)",
+            change=(
+                f"random shift {config.augment_translation:g}, rotation "
+                f"{config.augment_rotation:g} turn, zoom {config.augment_zoom:g}"
+                f"{', horizontal flip' if config.flip else ', no flip'} "
+                "(constant fill, tf.data, CPU)"
+            ),
             hypothesis="Augmentation regularises: the best validation loss drops below the "
             "unaugmented Xception's.",
             spec_change=SpecChange(augment=True),
@@ -247,7 +254,12 @@ class Ablation:
         )
         history.pop("learning_rate", None)  # ReduceLROnPlateau's log is not a metric to compare
         predictions = (
-            {"probabilities": np.stack(watch.probabilities), "labels": watch.labels}
+            {
+                "probabilities": np.stack(watch.probabilities),
+                "labels": watch.labels,
+                "prior": watch.prior,
+                "class_names": watch.class_names,
+            }
             if watch.probabilities
             else None
         )
@@ -255,18 +267,43 @@ class Ablation:
 
 
 class FixedBatch(keras.callbacks.Callback):
-    """Probabilities on one fixed validation batch after every epoch (prediction dynamics)."""
+    """Probabilities on one fixed validation batch after every epoch (prediction dynamics).
+
+    The batch is stratified by class (train.stages.stratified_indices, with the run's random
+    seed, so every stage watches the same images): the first validation files in folder order
+    are often one class, and a model that collapses onto one class would look perfect there.
+    """
 
     def __init__(self, context: Context, image_size: int):
         super().__init__()
         self.binary = context.init.binary
-        images, labels = next(
-            iter(context.dataset("val", shuffle=False, image_size=image_size, cache=False))
+        split, config = context.split, context.config
+        count = max(config.dynamics_examples, len(split.class_names))
+        indices = (
+            stratified_indices(split.val_labels, count, config.seed)
+            if len(split.val_labels)
+            else np.zeros(0, dtype=np.int64)
         )
-        self.images, self.labels = images, labels.numpy()
+        self.labels = np.asarray(split.val_labels)[indices]
+        self.prior = np.asarray(context.init.prior, dtype=np.float64)
+        self.class_names = np.asarray(split.class_names, dtype=str)
+        self.images = None
+        if indices.size:
+            batch = data.make_dataset(
+                [split.val_paths[index] for index in indices],
+                self.labels,
+                image_size,
+                int(indices.size),
+                False,
+                config.seed,
+                cache=False,
+            )
+            self.images = next(iter(batch))[0]
         self.probabilities: list[np.ndarray] = []
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.images is None:
+            return
         # A direct call, not predict_on_batch: no tf.function is traced again every epoch.
         self.probabilities.append(
             probabilities(self.model(self.images, training=False), self.binary)
@@ -536,6 +573,8 @@ def write_extras(folder: Path, result: StageResult) -> None:
             predictions["probabilities"],
             predictions["labels"],
             folder / "prediction_dynamics.png",
+            class_names=predictions.get("class_names"),
+            prior=predictions.get("prior"),
         )
     if result.model is not None:
         kernel = models.first_conv_kernel(result.model)

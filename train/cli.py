@@ -95,6 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="prior",
         help="output bias: from the class prior (default) or zero (ablation)",
     )
+    run.add_argument(
+        "--no-flip",
+        dest="flip",
+        action="store_false",
+        help="no horizontal flips in augmentation: for data whose meaning a mirror changes "
+        "(digits, text, left/right labels)",
+    )
     run.add_argument("--runs-dir", default="runs", help="where run folders go (default: runs/)")
     run.add_argument("--run-id", help="name of this run's folder (default: a UTC timestamp)")
     run.set_defaults(handler=run_stages)
@@ -141,6 +148,7 @@ def run_stages(args: argparse.Namespace) -> int:
         seed=args.seed,
         learning_rate=args.learning_rate,
         bias=args.bias,
+        flip=args.flip,
         weights=args.weights,
     )
     examples = load_examples(report_dir, root=args.root)

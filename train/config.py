@@ -66,9 +66,15 @@ class TrainConfig:
     bigger_final: int = 728
     batchnorm_momentum: float = 0.9  # see train.models.small_xception
     dropout: float = 0.5
-    augment_rotation: float = 0.1  # fraction of a full turn
-    augment_zoom: float = 0.1
-    augment_crop: float = 0.875  # random crop to this share of the side, resized back
+    # Augmentation (train.models.augmentation): every transform centred on the identity, so
+    # training sees the distribution validation measures.
+    augment_rotation: float = 0.03  # up to this fraction of a full turn (11 degrees), either way
+    augment_zoom: float = 0.05  # zoom in or out by up to this share
+    augment_translation: float = 0.05  # shift by up to this share of the side (1.6 px at 32)
+    flip: bool = True  # horizontal flips; False (--no-flip) where a mirror changes the label
+    # Fixed validation images watched after every epoch (prediction dynamics), stratified by
+    # class; raised to the number of classes.
+    dynamics_examples: int = 32
     smaller_input_factor: float = 0.5
     smaller_batch_factor: float = 0.25
     early_stopping_patience: int = 3
@@ -85,6 +91,18 @@ class TrainConfig:
             raise InvalidArgument(f"bias must be 'prior' or 'zero', got {self.bias!r}")
         if self.learning_rate <= 0 or self.capacity_multiplier <= 0:
             raise InvalidArgument("learning_rate and capacity_multiplier must be positive")
+        augment = {
+            "augment_rotation": self.augment_rotation,
+            "augment_zoom": self.augment_zoom,
+            "augment_translation": self.augment_translation,
+        }
+        for name, value in augment.items():
+            if not 0.0 <= value < 1.0:
+                raise InvalidArgument(f"{name} must be in [0, 1), got {value}")
+        if self.overfit_examples < 2 or self.dynamics_examples < 1:
+            raise InvalidArgument(
+                "overfit_examples must be >= 2 (a batch of two classes) and dynamics_examples >= 1"
+            )
 
 
 # `--preset`: whole-recipe settings. cpu-small runs everything on the demo dataset on two

@@ -41,24 +41,68 @@ def four_panel(histories: dict[str, dict[str, list[float]]], path: Path) -> Path
     return path
 
 
-def prediction_dynamics(probabilities: np.ndarray, labels: np.ndarray, path: Path) -> Path:
+def class_colour(label: int, classes: int):
+    """One colour per class: tab10 up to ten classes, tab20 up to twenty, then repeating."""
+    palette = plt.cm.tab10 if classes <= 10 else plt.cm.tab20
+    return palette(int(label) % palette.N)
+
+
+def prediction_dynamics(
+    probabilities: np.ndarray,
+    labels: np.ndarray,
+    path: Path,
+    class_names=None,
+    prior=None,
+) -> Path:
     """How the probability of each example's true class moves, epoch after epoch.
 
-    probabilities: (epochs, examples, classes); labels: (examples,).
+    probabilities: (epochs, examples, classes); labels: (examples,). One line per example,
+    coloured by its class, with a legend. The reference is the prior: a dashed line per class at
+    the probability that predicting the training prior gives that class (1 / classes without a
+    prior). A model that collapses onto one class shows its lines going to 1 and every other
+    class's to 0.
     """
+    probabilities = np.asarray(probabilities)
+    labels = np.asarray(labels).astype(int)
+    classes = probabilities.shape[2]
+    names = (
+        [str(name) for name in class_names]
+        if class_names is not None and len(class_names) == classes
+        else [f"class {index}" for index in range(classes)]
+    )
+    reference = (
+        np.asarray(prior, dtype=np.float64)
+        if prior is not None and len(prior) == classes
+        else np.full(classes, 1.0 / classes)
+    )
     epochs = np.arange(1, probabilities.shape[0] + 1)
     true_class = probabilities[:, np.arange(len(labels)), labels]
-    figure, axis = plt.subplots(figsize=(8, 5), constrained_layout=True)
-    for index in range(true_class.shape[1]):
-        axis.plot(
-            epochs, true_class[:, index], color=plt.cm.tab10(int(labels[index]) % 10), alpha=0.6
-        )
-    axis.axhline(1 / probabilities.shape[2], color="grey", linestyle="--", linewidth=1)
+    figure, axis = plt.subplots(figsize=(9, 5), constrained_layout=True)
+    present = sorted(set(labels.tolist()))
+    for label in present:
+        colour = class_colour(label, classes)
+        members = np.flatnonzero(labels == label)
+        for position, index in enumerate(members):
+            axis.plot(
+                epochs,
+                true_class[:, index],
+                color=colour,
+                alpha=0.6,
+                marker="o" if len(epochs) == 1 else None,
+                markersize=3,
+                label=f"{names[label]} ({len(members)})" if position == 0 else None,
+            )
+        axis.axhline(reference[label], color=colour, linestyle="--", linewidth=1)
+    axis.plot([], [], color="grey", linestyle="--", linewidth=1, label="prior (per class)")
     axis.set_ylim(0, 1)
     axis.set_xlabel("epoch")
     axis.set_ylabel("probability of the true class")
     axis.set_title(
-        f"Predictions on one fixed validation batch ({len(labels)} images; colour = class)"
+        f"Predictions on one fixed validation batch ({len(labels)} images of {len(present)} "
+        "classes; colour = class)"
+    )
+    axis.legend(
+        loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, title="true class (images)"
     )
     figure.savefig(path, dpi=90)
     plt.close(figure)

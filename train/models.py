@@ -163,20 +163,75 @@ def pretrained(
 
 
 def augmentation(
-    image_size: int, rotation: float, zoom: float, crop: float, seed: int | None
+    rotation: float,
+    zoom: float,
+    translation: float,
+    flip: bool,
+    seed: int | None,
 ) -> keras.Sequential:
-    """Random flip, rotation, zoom and crop (resized back), as Keras 3 preprocessing layers."""
-    side = max(1, round(image_size * crop))
-    return keras.Sequential(
-        [
-            layers.RandomFlip("horizontal", seed=seed),
-            layers.RandomRotation(rotation, seed=seed),
-            layers.RandomZoom(zoom, seed=seed),
-            layers.RandomCrop(side, side, seed=seed),
-            layers.Resizing(image_size, image_size),
-        ],
-        name="augmentation",
-    )
+    """Random shifts, small rotations and zooms, and (when allowed) horizontal flips, as Keras 3
+    preprocessing layers; every layer keeps the image's size.
+
+    Each transform is centred on the identity: shifts of up to `translation` of the side either
+    way, rotations of up to `rotation` of a full turn either way, zooms of up to `zoom` in or out.
+    Validation images are never transformed, so an augmentation that is not centred on the
+    identity (a crop always smaller than the frame, resized back, is a constant zoom) trains on
+    another distribution than the one validation measures. Uncovered pixels are filled with a
+    constant (zero, the padding of pad-and-crop), not `reflect`, which mirrors content (a second
+    stroke or a second object) into the frame. Resampling is nearest-neighbour (torchvision's
+    default for rotations and affine transforms): bilinear resampling blurs every training image
+    (the per-pixel standard deviation fell 3.5% on the demo digits) and validation images are
+    never resampled; a translation then moves whole pixels, like pad-and-crop.
+
+    flip: off for data whose meaning a mirror changes (digits, text): `--no-flip`.
+    """
+    for name, value in (("rotation", rotation), ("zoom", zoom), ("translation", translation)):
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"augmentation {name} must be in [0, 1), got {value}")
+
+    def layer_seed(offset: int) -> int | None:
+        # One seed per layer: layers given the same seed draw the same numbers, which would tie
+        # (say) the flip to the sign of the rotation.
+        return None if seed is None else seed + offset
+
+    steps: list[layers.Layer] = []
+    if flip:
+        steps.append(layers.RandomFlip("horizontal", seed=layer_seed(0), name="flip"))
+    if translation:
+        steps.append(
+            layers.RandomTranslation(
+                translation,
+                translation,
+                fill_mode="constant",
+                interpolation="nearest",
+                seed=layer_seed(1),
+                name="translation",
+            )
+        )
+    if rotation:
+        steps.append(
+            layers.RandomRotation(
+                rotation,
+                fill_mode="constant",
+                interpolation="nearest",
+                seed=layer_seed(2),
+                name="rotation",
+            )
+        )
+    if zoom:
+        steps.append(
+            # width_factor None: the width follows the height, so the aspect ratio is kept.
+            layers.RandomZoom(
+                (-zoom, zoom),
+                fill_mode="constant",
+                interpolation="nearest",
+                seed=layer_seed(3),
+                name="zoom",
+            )
+        )
+    if not steps:
+        steps.append(layers.Identity(name="identity"))
+    return keras.Sequential(steps, name="augmentation")
 
 
 def first_conv_kernel(model: keras.Model):

@@ -2,8 +2,9 @@
 
 * init_loss: the untrained model's loss is the entropy of the prior, and no worse than
   with a zero output bias.
-* overfit_one_batch: one fixed batch, no dropout or augmentation, is learned perfectly
-  (judged on training-mode loss: with BatchNorm the inference-mode loss lags).
+* overfit_one_batch: one fixed batch, stratified by class (at least two classes: on a batch
+  of one class, moving the output bias is enough), no dropout or augmentation, is learned
+  perfectly (judged on training-mode loss: with BatchNorm the inference-mode loss lags).
 * input_independence: the model trained on real images beats one trained on zeroed
   images (zeroed in the pipeline, for training and validation alike).
 * baseline: the simple CNN learns: its validation loss beats predicting the prior by
@@ -107,7 +108,11 @@ class Context:
         if augment and part == "train":
             config = self.config
             layers = models.augmentation(
-                size, config.augment_rotation, config.augment_zoom, config.augment_crop, config.seed
+                config.augment_rotation,
+                config.augment_zoom,
+                config.augment_translation,
+                config.flip,
+                config.seed,
             )
         return data.make_dataset(
             paths,
@@ -204,6 +209,34 @@ class Context:
         return images.numpy(), labels.numpy(), self.split.class_names
 
 
+def stratified_indices(labels, count: int, seed: int | None) -> np.ndarray:
+    """Indices of min(count, len(labels)) examples in which every class present is represented,
+    as evenly as the data allows (a seeded draw).
+
+    Classes take turns, each drawing its next example at random, until `count` are drawn; a
+    class that runs out drops out of the turns. Which classes get one more example when
+    `count` is not a multiple of the number of classes is drawn too. The result is sorted by
+    class (then by draw), so a figure groups it. The fixed batches of overfit_one_batch and of
+    prediction dynamics: the first files in folder order are often a single class.
+    """
+    if count < 1:
+        raise ValueError(f"count must be >= 1, got {count}")
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    classes = rng.permutation(np.unique(labels))
+    pools = [rng.permutation(np.flatnonzero(labels == label)) for label in classes]
+    count = min(count, labels.size)
+    chosen: list[int] = []
+    depth = 0
+    while len(chosen) < count:
+        for pool in pools:
+            if depth < len(pool) and len(chosen) < count:
+                chosen.append(int(pool[depth]))
+        depth += 1
+    picked = np.asarray(chosen, dtype=np.int64)
+    return picked[np.argsort(labels[picked], kind="stable")]
+
+
 def prior_validation_losses(context: Context) -> np.ndarray:
     """Per-image cross-entropy, on validation, of always predicting the training prior."""
     prior = np.asarray(context.init.prior)
@@ -273,22 +306,31 @@ def init_loss(context: Context) -> StageResult:
 
 
 def overfit_one_batch(context: Context) -> StageResult:
-    """Train on one fixed batch (the first training images) until it is learned."""
+    """Train on one fixed batch, stratified by class, until it is learned."""
     started = time.monotonic()
     config = context.config
+    split = context.split
+    indices = stratified_indices(split.train_labels, config.overfit_examples, config.seed)
+    batch_labels = split.train_labels[indices]
+    counts = {
+        split.class_names[label]: int(number)
+        for label, number in enumerate(np.bincount(batch_labels, minlength=len(split.class_names)))
+        if number
+    }
     result = _result(
         "overfit_one_batch",
-        f"The model can learn one fixed batch of {config.overfit_examples} images perfectly within "
-        f"{config.overfit_steps} steps (no dropout, no augmentation); judged in training mode.",
+        f"The model can learn one fixed batch of {len(indices)} images of {len(counts)} classes "
+        f"perfectly within {config.overfit_steps} steps (no dropout, no augmentation); judged in "
+        "training mode. The batch is stratified by class: on one class, moving the output bias "
+        "alone would learn it.",
         context,
         model="simple_cnn",
     )
-    count = min(config.overfit_examples, len(context.split.train_paths))
     batch = data.make_dataset(
-        context.split.train_paths[:count],
-        context.split.train_labels[:count],
+        [split.train_paths[index] for index in indices],
+        batch_labels,
         config.image_size,
-        count,
+        len(indices),
         False,
         config.seed,
         cache=False,
@@ -307,7 +349,16 @@ def overfit_one_batch(context: Context) -> StageResult:
     else:
         predicted = np.asarray(logits).argmax(axis=1)
     accuracy = float((predicted == labels.numpy()).mean())
+    shown = ", ".join(f"{name} {number}" for name, number in counts.items())
     result.verdicts = [
+        Verdict(
+            "batch_holds_two_classes",
+            float(len(counts)),
+            2.0,
+            len(counts) >= 2,
+            "value >= threshold",
+            f"classes in the batch: {shown}",
+        ),
         Verdict(
             "training_mode_loss",
             loss,
