@@ -46,22 +46,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from audit.checks.integrity import IntegrityCheck
+from audit.codes import CODES
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CACHE = REPO / "bench" / ".fidelity-cache"
 PER_FILE_SECONDS = 120  # a child silent this long on one file is stopped; the file is blamed
 # The integrity errors: "will not load in training". label_conflict is an error too, but
 # about the dataset, not about decoding; the corpus has copies across its sources.
-INTEGRITY_ERRORS = frozenset(
-    {
-        "empty_file",
-        "not_an_image",
-        "truncated",
-        "corrupt_data",
-        "unsupported_format",
-        "decompression_bomb",
-        "unreadable",
-    }
-)
+INTEGRITY_ERRORS = frozenset(code for code in IntegrityCheck.codes if CODES[code][0] == "error")
 
 
 # ---------------------------------------------------------------- corpus

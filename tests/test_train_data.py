@@ -97,7 +97,9 @@ def test_the_datasets_own_split_folders_are_used(tmp_path):
     colour_dataset(root / "val", {"blue": 3, "red": 3}, seed=1)
     scan(root, tmp_path / "r", jobs=1)
     split = split_examples(load_examples(tmp_path / "r"), 0.5, 0)
-    assert len(split.train_paths) == 16 and len(split.val_paths) == 6
+    # Tiny shapes can be near duplicates across the folders: those are left out of validation.
+    leaked = split.details["leaked_validation_files"]
+    assert len(split.train_paths) == 16 and len(split.val_paths) + len(leaked) == 6
     assert "own split folders" in split.how
 
 
@@ -166,3 +168,56 @@ def test_names_that_are_not_utf8_round_trip_to_the_pipeline(tmp_path):
     pixels = batch[0].numpy().reshape(8, -1, 3).mean(axis=1)
     blue = examples.labels == examples.class_names.index("blue")
     assert (pixels[blue][:, 2] > 150).all() and (pixels[~blue][:, 0] > 150).all()
+
+
+def _own_split_with_a_leak(tmp_path):
+    """Own train/val folders; one val picture is a byte copy of a training picture."""
+    counts = {"train": {"blue": 8, "red": 8, "green": 3}, "val": {"blue": 3, "red": 3, "green": 1}}
+    files, seed = {}, 0
+    for side, classes in counts.items():
+        for name, count in classes.items():
+            for number in range(count):
+                seed += 1
+                files[f"{side}/{name}/{number:02d}.jpg"] = jpeg(seed, 48, 40)
+    # The val-side copy of a training picture: a cross-split duplicate group.
+    files["val/red/copy.jpg"] = files["train/red/02.jpg"]
+    root = write_dataset(tmp_path / "d", files)
+    scan(root, tmp_path / "r", jobs=1)
+    return root, tmp_path / "r"
+
+
+def test_cross_split_duplicates_leave_validation_with_a_note(tmp_path):
+    root, report = _own_split_with_a_leak(tmp_path)
+    split = split_examples(load_examples(report), 0.5, 0)
+    copy = os.path.join(str(root), "val", "red", "copy.jpg")
+    assert copy not in split.val_paths and copy not in split.train_paths
+    assert len(split.val_paths) == 7  # 3 + 3 + 1, the copy left out
+    assert split.details["leaked_groups"] == 1
+    assert split.details["leaked_validation_files"] == ["val/red/copy.jpg"]
+    assert "left 1 validation file(s) out of validation" in split.details["leak_note"]
+    # green has one validation image: named as too few to measure.
+    assert split.details["thin_validation_classes"] == {"green": 1}
+
+
+def test_cross_split_duplicates_refused_on_request(tmp_path, capsys):
+    from audit.errors import InvalidArgument
+    from train import cli
+    from train.data import SplitLeak
+
+    root, report = _own_split_with_a_leak(tmp_path)
+    with pytest.raises(SplitLeak, match="--on-leak drop") as caught:
+        split_examples(load_examples(report), 0.5, 0, on_leak="refuse")
+    assert isinstance(caught.value, InvalidArgument) and "val/red/copy.jpg" in str(caught.value)
+    code = cli.main(
+        ["run", str(root), "--report", str(report), "--on-leak", "refuse", "--stages", "init_loss"]
+    )
+    assert code == 2
+    assert "span the dataset's train and validation folders" in capsys.readouterr().err
+
+
+def test_a_class_of_one_image_is_named(tmp_path):
+    root = colour_dataset(tmp_path / "d", {"blue": 20, "red": 20, "rare": 1})
+    scan(root, tmp_path / "r", jobs=1)
+    split = split_examples(load_examples(tmp_path / "r"), 0.25, 0)
+    assert split.details["thin_validation_classes"] == {"rare": 0}
+    assert "leaked_groups" not in split.details  # a seeded split keeps groups on one side

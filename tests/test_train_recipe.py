@@ -210,3 +210,43 @@ def test_presets_and_report_errors(split, tmp_path, capsys):
         PRESETS["cpu-small"]["tuning_trials"],
     )
     assert cli.main(["report", str(tmp_path)]) == 2
+
+
+def _markdown_rows(run_path):
+    lines = (run_path / "ablation.md").read_text().splitlines()[2:]
+    header = [
+        cell.strip()
+        for cell in (run_path / "ablation.md").read_text().splitlines()[0][1:-1].split("|")
+    ]
+    return {
+        cells[0]: dict(zip(header, cells, strict=True))
+        for cells in ([cell.strip() for cell in line[1:-1].split("|")] for line in lines)
+    }
+
+
+def test_ablation_md_names_each_runs_model_and_its_time(full_run):
+    rows = _markdown_rows(full_run.run_path)
+    # bigger_model shares the small_xception builder with xception: its row says which sizes.
+    assert rows["xception"]["model"] == "xception 8-16/16"
+    assert rows["bigger_model"]["model"] == "xception 8-16-32/32"
+    assert rows["baseline"]["model"] == "simple_cnn w32"
+    for stage, row in rows.items():
+        assert float(row["s"]) > 0.0, stage
+    csv_rows = {
+        row["stage"]: row for row in csv.DictReader(open(full_run.run_path / "ablation.csv"))
+    }
+    assert csv_rows["bigger_model"]["architecture"] == "xception 8-16-32/32"
+
+
+def test_baseline_time_when_input_independence_trained_it(split, tmp_path):
+    """input_independence trains the shared baseline run; the baseline row still shows its time."""
+    _, _, examples = split
+    outcome = run_recipe(
+        examples,
+        TINY,
+        ["input_independence", "baseline"],
+        runs_dir=tmp_path / "runs",
+        log=lambda line: None,
+    )
+    row = _markdown_rows(outcome.run_path)["baseline"]
+    assert float(row["s"]) > 0.0

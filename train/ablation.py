@@ -219,7 +219,8 @@ class Ablation:
             spec = self.spec(stage)
             if stage == "baseline":
                 model, history = self.context.baseline()
-                self.trained[stage] = Trained(spec, history, model, None, 0.0)
+                seconds = self.context.baseline_seconds
+                self.trained[stage] = Trained(spec, history, model, None, seconds)
             else:
                 self.trained[stage] = self.train(stage, spec)
         return self.trained[stage]
@@ -564,8 +565,9 @@ def ensemble(context: Context) -> StageResult:
 # ---------------------------------------------------------------- artefacts and the report
 
 
-def write_extras(folder: Path, result: StageResult) -> None:
-    """Per-stage extras: predictions, prediction dynamics, first-layer filters, extra tables."""
+def write_extras(folder: Path, result: StageResult, grayscale: bool = False) -> None:
+    """Per-stage extras: predictions, prediction dynamics, first-layer filters (beside a fresh
+    initialisation of the same model; grey when the input is grayscale), extra tables."""
     predictions = result.extras.get("predictions")
     if predictions is not None:
         np.savez_compressed(folder / "predictions.npz", **predictions)
@@ -579,7 +581,10 @@ def write_extras(folder: Path, result: StageResult) -> None:
     if result.model is not None:
         kernel = models.first_conv_kernel(result.model)
         if kernel is not None:
-            figures.first_layer_filters(kernel, folder / "first_layer_filters.png")
+            initial = models.first_conv_kernel(keras.models.clone_model(result.model))
+            figures.first_layer_filters(
+                kernel, folder / "first_layer_filters.png", initial=initial, grayscale=grayscale
+            )
     for name, rows in result.extras.get("tables", {}).items():
         with open(folder / name, "w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, list(rows[0]))
@@ -607,7 +612,22 @@ REPORT_COLUMNS = (
     "verdict",
     "builds_on",
     "delta_best_val_loss",
+    "architecture",
 )
+
+
+def architecture(summary: dict) -> str:
+    """The run's model in words a table can tell apart: the builder and its sizes (the xception
+    and bigger_model stages share a builder, small_xception, and differ in sizes)."""
+    options = summary.get("options") or {}
+    model = str(summary.get("model", ""))
+    if model == "small_xception" and options.get("sizes"):
+        sizes = "-".join(str(size) for size in options["sizes"])
+        return f"xception {sizes}/{options.get('final', '')}"
+    if model in ("simple_cnn", "wider_cnn") and options.get("width"):
+        multiplier = options.get("multiplier")
+        return f"{model} w{options['width']}" + (f" x{multiplier:g}" if multiplier else "")
+    return model
 
 
 def write_report(run_path: Path) -> dict[str, Path]:
@@ -632,10 +652,13 @@ def write_report(run_path: Path) -> dict[str, Path]:
                 "dropout": summary["options"].get("dropout", 0.0),
                 "early_stopping": summary["early_stopping"],
                 **{key: summary[key] for key in REPORT_COLUMNS[8:15]},
-                "seconds": metrics["seconds"],
+                # The run's own training time (the stage's may be ~0 when an earlier stage
+                # trained the run it reports, as input_independence does for baseline).
+                "seconds": summary.get("train_seconds") or metrics["seconds"],
                 "verdict": verdict,
                 "builds_on": summary.get("builds_on", ""),
                 "delta_best_val_loss": summary.get("delta_best_val_loss", ""),
+                "architecture": architecture(summary),
             }
         )
     paths = {name: run_path / name for name in ("ablation.csv", "ablation.md", "ablation.png")}
@@ -651,7 +674,7 @@ def write_report(run_path: Path) -> dict[str, Path]:
     for row in rows:
         delta = row["delta_best_val_loss"]
         lines.append(
-            f"| {row['stage']} | {row['model']} | {row['image_size']} | {row['batch_size']} "
+            f"| {row['stage']} | {row['architecture']} | {row['image_size']} | {row['batch_size']} "
             f"| {row['learning_rate']:g} | {'yes' if row['augment'] else 'no'} "
             f"| {row['dropout']:g} | {row['best_val_loss']:.4f} | {row['best_val_accuracy']:.3f} "
             f"| {row['final_loss']:.4f} | {row['epochs_run']} | {row['seconds']:.1f} "

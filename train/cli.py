@@ -90,6 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="validation share when the dataset has no split folders (default: 0.2)",
     )
     run.add_argument(
+        "--on-leak",
+        choices=("drop", "refuse"),
+        default="drop",
+        help="with the dataset's own train/validation folders, what to do with a duplicate "
+        "group on both sides: drop its validation-side copies from validation (default) or "
+        "refuse the run (exit 2)",
+    )
+    run.add_argument(
         "--bias",
         choices=("prior", "zero"),
         default="prior",
@@ -133,7 +141,7 @@ def select_stages(spec: str) -> list[str]:
 
 def run_stages(args: argparse.Namespace) -> int:
     from train.config import PRESETS, TrainConfig
-    from train.data import load_examples, split_examples
+    from train.data import MIN_VALIDATION_IMAGES, load_examples, split_examples
     from train.recipe import run_recipe
 
     default = "all" if args.preset else "sanity"
@@ -152,13 +160,23 @@ def run_stages(args: argparse.Namespace) -> int:
         weights=args.weights,
     )
     examples = load_examples(report_dir, root=args.root)
-    split = split_examples(examples, args.validation_fraction, args.seed)
+    split = split_examples(examples, args.validation_fraction, args.seed, on_leak=args.on_leak)
     print(
         f"{len(split.train_paths)} training and {len(split.val_paths)} validation images "
         f"({examples.skipped_errors} left out for audit errors); split: {split.how}"
     )
     if split.details.get("left_out_classes"):
         print(f"left out (no usable image): {', '.join(split.details['left_out_classes'])}")
+    if split.details.get("leak_note"):
+        print(f"split leak: {split.details['leak_note']}")
+    thin = split.details.get("thin_validation_classes")
+    if thin:
+        shown = ", ".join(f"{name} ({count})" for name, count in thin.items())
+        print(
+            f"too few validation images (fewer than {MIN_VALIDATION_IMAGES}) to measure: {shown}; "
+            "their validation "
+            "figures mean little"
+        )
     refuse_inside_dataset(examples.root, Path(args.runs_dir), "--runs-dir")
     outcome = run_recipe(split, config, names, runs_dir=args.runs_dir, run_id=args.run_id)
     print(outcome.table())

@@ -2,9 +2,11 @@
 
 * `load_examples(report_dir)` reads images.csv and duplicates.csv and refuses a report
   that no longer matches the files (changed, new or removed since the scan).
-* `split_examples()` uses the dataset's own train/validation folders when it has them;
-  otherwise it draws a seeded validation set, class by class, that keeps every duplicate
-  group on one side, so no picture is in both.
+* `split_examples()` uses the dataset's own train/validation folders when it has them (the
+  validation-side copies of a duplicate group that spans both are left out of validation,
+  or the run is refused with `on_leak="refuse"`); otherwise it draws a seeded validation set,
+  class by class, that keeps every duplicate group on one side, so no picture is in both.
+  Either way, classes with fewer than MIN_VALIDATION_IMAGES validation images are named.
 * `make_dataset()` decodes exactly as Keras's directory loader does
   (`tf.io.decode_image(channels=3, expand_animations=False)`), resizes, caches, shuffles
   with the seed, batches and prefetches. TensorFlow is imported by make_dataset
@@ -26,6 +28,13 @@ from audit.reportio import Report, ReportError, report_is_stale
 
 VALIDATION_SPLITS = ("val", "valid", "validation", "dev", "eval")
 TRAINING_SPLITS = ("train", "training")
+ON_LEAK = ("drop", "refuse")
+# A class with fewer validation images than this cannot be measured on validation.
+MIN_VALIDATION_IMAGES = 2
+
+
+class SplitLeak(InvalidArgument):
+    """The dataset's own split folders hold the same picture on both sides (exit 2)."""
 
 
 @dataclass
@@ -121,16 +130,23 @@ def without_empty_classes(examples: Examples) -> tuple[Examples, list[str]]:
 
 
 def split_examples(
-    examples: Examples, validation_fraction: float = 0.2, seed: int = 1337
+    examples: Examples, validation_fraction: float = 0.2, seed: int = 1337, on_leak: str = "drop"
 ) -> SplitExamples:
     """Training/validation split: the dataset's own, or a seeded group-aware stratified one.
 
     Classes without any usable image are left out first (details["left_out_classes"]).
+    With the dataset's own split folders, a duplicate group (duplicates.csv) with members on
+    both sides leaks: on_leak="drop" leaves its validation-side members out of validation
+    (details["leaked_validation_files"], ["leaked_groups"] and ["leak_note"]); "refuse" raises
+    SplitLeak. details["thin_validation_classes"] names the classes with fewer than
+    MIN_VALIDATION_IMAGES validation images, with their count.
     """
     if not 0.0 < validation_fraction < 1.0:
         raise InvalidArgument(
             f"validation_fraction must be between 0 and 1, got {validation_fraction}"
         )
+    if on_leak not in ON_LEAK:
+        raise InvalidArgument(f"on_leak must be one of {', '.join(ON_LEAK)}, got {on_leak!r}")
     examples, left_out = without_empty_classes(examples)
     split_names = {name.lower() for name in examples.splits}
     own_val = [name for name in examples.splits if name.lower() in VALIDATION_SPLITS]
@@ -142,6 +158,8 @@ def split_examples(
         details: dict[str, object] = {
             "ignored_splits": sorted(split_names - set(VALIDATION_SPLITS) - set(TRAINING_SPLITS))
         }
+        is_val, leak = _leaked_validation(examples, is_train, is_val, on_leak)
+        details.update(leak)
     else:
         is_val = _group_stratified_validation(examples, validation_fraction, seed)
         is_train = ~is_val
@@ -171,7 +189,44 @@ def split_examples(
         )
     if not split.val_paths:
         raise InvalidArgument("the validation set is empty: too few usable images to split")
+    val_counts = np.bincount(split.val_labels, minlength=len(split.class_names)).tolist()
+    split.details["thin_validation_classes"] = {
+        name: int(count)
+        for name, count in zip(split.class_names, val_counts, strict=True)
+        if count < MIN_VALIDATION_IMAGES
+    }
     return split
+
+
+def _leaked_validation(
+    examples: Examples, is_train: np.ndarray, is_val: np.ndarray, on_leak: str
+) -> tuple[np.ndarray, dict]:
+    """Validation files whose duplicate group also has a training member: left out of
+    validation (on_leak "drop") or refused ("refuse"). Returns (is_val, details)."""
+    groups = examples.groups
+    train_groups = set(groups[is_train & (groups >= 0)].tolist())
+    leaked = is_val & (groups >= 0) & np.isin(groups, list(train_groups))
+    count = int(leaked.sum())
+    if not count:
+        return is_val, {"leaked_groups": 0, "leaked_validation_files": []}
+    group_count = len(set(groups[leaked].tolist()))
+    files = [path for path, leak in zip(examples.relpaths, leaked, strict=True) if leak]
+    shown = ", ".join(files[:5]) + (f" and {count - 5} more" if count > 5 else "")
+    if on_leak == "refuse":
+        raise SplitLeak(
+            f"{group_count} duplicate group(s) span the dataset's train and validation folders "
+            f"({count} validation file(s): {shown}); remove the copies, or run with "
+            "--on-leak drop to leave them out of validation"
+        )
+    note = (
+        f"left {count} validation file(s) out of validation: copies of {group_count} duplicate "
+        f"group(s) that also have training images ({shown})"
+    )
+    return is_val & ~leaked, {
+        "leaked_groups": group_count,
+        "leaked_validation_files": files,
+        "leak_note": note,
+    }
 
 
 def _group_stratified_validation(examples: Examples, fraction: float, seed: int) -> np.ndarray:

@@ -109,24 +109,57 @@ def prediction_dynamics(
     return path
 
 
-def first_layer_filters(kernel: np.ndarray, path: Path, columns: int = 8) -> Path:
-    """The first convolution's filters as small images (each scaled to its own range)."""
-    kernel = np.asarray(kernel, dtype=np.float32)  # (height, width, channels in, filters)
+def first_layer_filters(
+    kernel: np.ndarray,
+    path: Path,
+    columns: int = 8,
+    initial: np.ndarray | None = None,
+    grayscale: bool = False,
+) -> Path:
+    """The first convolution's filters as small images, trained beside initial weights.
+
+    One shared scale for every filter (and for the initial weights): mid-grey is 0, the
+    largest absolute weight of either kernel is black or white, so filters compare by strength.
+    grayscale: the input's channels are all equal, so each filter acts as the sum of its
+    input channels: drawn as one grey image. Otherwise the first three input channels as RGB.
+    """
+    kernels = {"trained": np.asarray(kernel, dtype=np.float32)}
+    if initial is not None and np.shape(initial) == np.shape(kernel):
+        kernels = {"at initialisation": np.asarray(initial, dtype=np.float32), **kernels}
+    tiles = {
+        name: (
+            value.sum(axis=2, keepdims=True)  # (height, width, 1, filters)
+            if grayscale or value.shape[2] < 3
+            else value[:, :, :3]
+        )
+        for name, value in kernels.items()
+    }
+    scale = max(float(np.abs(value).max()) for value in tiles.values()) or 1.0
     count = kernel.shape[-1]
     rows = int(np.ceil(count / columns))
-    figure, axes = plt.subplots(rows, columns, figsize=(columns * 0.9, rows * 0.9), squeeze=False)
-    for index, axis in enumerate(axes.ravel()):
+    figure, axes = plt.subplots(
+        rows,
+        columns * len(tiles) + len(tiles) - 1,
+        figsize=((columns * len(tiles) + 1) * 0.9, rows * 0.9 + 0.6),
+        squeeze=False,
+    )
+    for axis in axes.ravel():
         axis.axis("off")
-        if index >= count:
-            continue
-        tile = kernel[..., index]
-        tile = tile[..., :3] if tile.shape[-1] >= 3 else np.repeat(tile[..., :1], 3, axis=-1)
-        low, high = tile.min(), tile.max()
-        axis.imshow(
-            (tile - low) / (high - low) if high > low else np.zeros_like(tile),
-            interpolation="nearest",
-        )
-    figure.suptitle(f"First-layer filters ({count})")
+    for part, (name, value) in enumerate(tiles.items()):
+        offset = part * (columns + 1)
+        axes[0, offset].set_title(name, loc="left", fontsize=9)
+        for index in range(count):
+            axis = axes[index // columns, offset + index % columns]
+            tile = 0.5 + 0.5 * value[..., index] / scale
+            if tile.shape[-1] == 1:
+                axis.imshow(tile[..., 0], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            else:
+                axis.imshow(np.clip(tile, 0, 1), interpolation="nearest")
+    figure.suptitle(
+        f"First-layer filters ({count}, {kernel.shape[0]}x{kernel.shape[1]}"
+        f"{', grayscale input' if grayscale else ''}); one shared scale: grey = 0, "
+        f"extremes = +/-{scale:.3g}"
+    )
     figure.savefig(path, dpi=90)
     plt.close(figure)
     return path

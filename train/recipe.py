@@ -62,6 +62,15 @@ class RecipeOutcome:
         return "\n".join(lines)
 
 
+def is_grayscale(preview: dict) -> bool:
+    """Whether every image of the preview's validation batch has equal channels (a grayscale
+    dataset decoded to RGB)."""
+    images = preview["validation"][0]
+    return bool(images.size) and bool(
+        (images[..., 0] == images[..., 1]).all() and (images[..., 1] == images[..., 2]).all()
+    )
+
+
 def run_recipe(
     split: SplitExamples,
     config: TrainConfig,
@@ -82,15 +91,15 @@ def run_recipe(
     context.log(f"run {store.run_id}: stages {', '.join(stage_names)}; split: {split.how}")
     record({"event": "start", "stages": stage_names, "split": split.how})
     results = []
+    grayscale = is_grayscale(context.preview())  # from real images, before any stage zeroes them
     for name in stage_names:
         context.log(f"--- {name}")
         started = time.monotonic()
         record({"event": "stage_start", "stage": name})
         result = ALL_STAGES[name](context)
         result.seconds = result.seconds or time.monotonic() - started
-        zeroed = name == "input_independence"  # its folder shows what the zeroed run saw
-        folder = store.write_stage(result, preview=context.preview(zero_inputs=zeroed))
-        ablation.write_extras(folder, result)
+        folder = store.write_stage(result, preview=context.preview_for(result))
+        ablation.write_extras(folder, result, grayscale=grayscale)
         status = "PASS" if result.passed else ("SKIPPED" if result.skipped else "FAIL")
         context.log(f"{name}: {status} ({result.seconds:.1f} s)")
         record(

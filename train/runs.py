@@ -2,9 +2,10 @@
 
 Each stage folder holds config.json, history.csv (one row per epoch), metrics.json
 (the hypothesis and the verdicts as {name, value, threshold, passed}), model.keras when the
-stage has a model, and batch_preview.png: the first training batch out of the pipeline
-(unshuffled, at the configured image size, not augmented; zeroed for input_independence),
-with its labels.
+stage has a model, and batch_preview.png: the first batch of the stage's real training
+pipeline (shuffled, augmented when the run is, at its image size; zeroed for
+input_independence) above a validation batch at the same size, each image labelled;
+batch_preview.json says what the preview shows (sizes, augmentation, labels).
 """
 
 from __future__ import annotations
@@ -100,8 +101,8 @@ class RunStore:
             ) from None
         self.stages_written = 0
 
-    def write_stage(self, result: StageResult, preview: tuple | None = None) -> Path:
-        """Write one stage's folder; returns it."""
+    def write_stage(self, result: StageResult, preview: dict | None = None) -> Path:
+        """Write one stage's folder; returns it. preview: train.stages.Context.preview's dict."""
         self.stages_written += 1
         folder = self.path / f"{self.stages_written:02d}-{result.name}"
         folder.mkdir()
@@ -120,7 +121,7 @@ class RunStore:
         if result.model is not None:
             result.model.save(folder / "model.keras")
         if preview is not None:
-            save_batch_preview(folder / "batch_preview.png", *preview)
+            save_batch_preview(folder / "batch_preview.png", preview)
         return folder
 
 
@@ -214,20 +215,59 @@ def read_history(path: Path) -> dict[str, list[float]]:
     return columns
 
 
-def save_batch_preview(
-    path: Path, images: np.ndarray, labels: np.ndarray, class_names, columns: int = 8
-) -> None:
-    """A grid of the batch's first 32 images (0..255 floats, shown unscaled), labelled."""
-    images = np.clip(np.asarray(images, dtype=np.float32), 0, 255).astype(np.uint8)
-    labels = np.asarray(labels).reshape(len(images), -1)[:, 0].astype(int)
-    count = min(len(images), 32)
-    tile = max(64, images.shape[1])
-    rows = math.ceil(count / columns)
-    sheet = Image.new("RGB", (columns * tile, rows * (tile + 14)), "white")
+def save_batch_preview(path: Path, preview: dict, columns: int = 8, limit: int = 16) -> Path:
+    """The training batch (up to `limit` images) above the validation batch, each image
+    labelled with its class, each part titled with what it is (shuffled, augmented, size);
+    0..255 floats shown unscaled, enlarged (nearest neighbour) to at least 64 px so a 16 px
+    input shows as 16 px blocks. Also writes batch_preview.json beside it."""
+    names = preview["class_names"]
+    size = int(preview["image_size"])
+    tile = max(64, size)
+    caption = 14
+    parts = []
+    for part, title in (
+        (
+            "train",
+            f"training batch: shuffled, {'augmented' if preview['augment'] else 'not augmented'}"
+            f", {size} px{', zeroed inputs' if preview.get('zero_inputs') else ''}",
+        ),
+        ("validation", f"validation batch: {size} px, not augmented"),
+    ):
+        images, labels = preview[part]
+        images = np.clip(np.asarray(images, dtype=np.float32), 0, 255).astype(np.uint8)
+        labels = np.asarray(labels).reshape(len(images), -1)[:, 0].astype(int)
+        parts.append((title, images[:limit], labels[:limit]))
+    heights = [
+        caption + math.ceil(len(images) / columns) * (tile + caption) for _, images, _ in parts
+    ]
+    sheet = Image.new("RGB", (columns * tile, sum(heights) + 4), "white")
     draw = ImageDraw.Draw(sheet)
-    for index in range(count):
-        picture = Image.fromarray(images[index]).resize((tile, tile), Image.Resampling.NEAREST)
-        x, y = (index % columns) * tile, (index // columns) * (tile + 14)
-        sheet.paste(picture, (x, y))
-        draw.text((x + 2, y + tile), str(class_names[labels[index]])[:12], fill="black")
+    top = 0
+    for (title, images, labels), height in zip(parts, heights, strict=True):
+        draw.text((2, top + 1), title, fill="black")
+        for index in range(len(images)):
+            picture = Image.fromarray(images[index]).resize((tile, tile), Image.Resampling.NEAREST)
+            x = (index % columns) * tile
+            y = top + caption + (index // columns) * (tile + caption)
+            sheet.paste(picture, (x, y))
+            draw.text((x + 2, y + tile), str(names[labels[index]])[:12], fill="black")
+        top += height
     sheet.save(path)
+    described = {
+        "image_size": size,
+        "batch_size": int(preview.get("batch_size", len(preview["train"][0]))),
+        "augment": bool(preview["augment"]),
+        "zero_inputs": bool(preview.get("zero_inputs", False)),
+        "shown": limit,
+        **{
+            part: {
+                "shape": list(np.asarray(preview[part][0]).shape),
+                "labels": [
+                    str(names[label]) for label in np.asarray(preview[part][1]).reshape(-1)[:limit]
+                ],
+            }
+            for part in ("train", "validation")
+        },
+    }
+    Path(path).with_suffix(".json").write_text(json.dumps(described, indent=2) + "\n")
+    return Path(path)

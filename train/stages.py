@@ -53,6 +53,7 @@ class Context:
         # Structured progress (one dict per epoch), e.g. for the app's live curves.
         self.on_event = on_event or (lambda event: None)
         self._baseline: tuple[Any, dict[str, list[float]]] | None = None
+        self.baseline_seconds = 0.0  # how long the baseline run trained (once trained)
         # The ablation chain's runs, shared by its stages; train.ablation creates it when a
         # stage first needs it.
         self.ablation: Ablation | None = None
@@ -198,15 +199,56 @@ class Context:
         """The simple CNN (baseline_spec) trained on real inputs, as (model, history): shared by
         several stages, trained once."""
         if self._baseline is None:
+            started = time.monotonic()
             model = self.build("simple_cnn", width=self.config.width)
             self._baseline = (model, self.fit(model, "baseline"))
+            self.baseline_seconds = time.monotonic() - started
         return self._baseline
 
-    def preview(self, part: str = "train", zero_inputs: bool = False):
-        """The first batch of `part`, unshuffled, at the configured image size and not
-        augmented, as (images, labels, class names): for batch_preview.png."""
-        images, labels = next(iter(self.dataset(part, zero_inputs, shuffle=False, cache=False)))
-        return images.numpy(), labels.numpy(), self.split.class_names
+    def preview(
+        self,
+        image_size: int | None = None,
+        batch_size: int | None = None,
+        augment: bool = False,
+        zero_inputs: bool = False,
+    ) -> dict:
+        """What a run sees, for batch_preview.png: the first batch of its real training pipeline
+        (shuffled with the random seed, augmented when the run is, at its image and batch size)
+        and a validation batch at the same size (seeded shuffle, so several classes show; never
+        augmented). Zeroed for the input-independence run. Reseeds first, so a stage's
+        preview is the same on every run with the same random seed."""
+        size = image_size or self.config.image_size
+        batch = batch_size or self.config.batch_size
+        self.reseed()
+        train = self.dataset(
+            "train", zero_inputs, image_size=size, batch_size=batch, augment=augment, cache=False
+        )
+        images, labels = next(iter(train))
+        validation = self.dataset(
+            "val", zero_inputs, shuffle=True, image_size=size, batch_size=batch, cache=False
+        )
+        val_images, val_labels = next(iter(validation))
+        return {
+            "train": (images.numpy(), labels.numpy()),
+            "validation": (val_images.numpy(), val_labels.numpy()),
+            "class_names": self.split.class_names,
+            "image_size": size,
+            "batch_size": batch,
+            "augment": augment,
+            "zero_inputs": zero_inputs,
+        }
+
+    def preview_for(self, result: StageResult) -> dict:
+        """The preview of a stage's run: its spec from metrics.json's summary when it trained
+        one (image size, batch size, augmentation), the configuration's otherwise; zeroed for
+        input_independence (its folder shows what the zeroed run saw)."""
+        summary = result.summary or {}
+        return self.preview(
+            image_size=summary.get("image_size"),
+            batch_size=summary.get("batch_size"),
+            augment=bool(summary.get("augment", False)),
+            zero_inputs=result.name == "input_independence",
+        )
 
 
 def stratified_indices(labels, count: int, seed: int | None) -> np.ndarray:
@@ -440,8 +482,9 @@ def baseline(context: Context) -> StageResult:
         ),
     ]
     result.history = history
+    # The baseline run's own training time: input_independence may have trained it already.
     result.summary = run_summary(
-        context.baseline_spec.describe(), history, time.monotonic() - started
+        context.baseline_spec.describe(), history, context.baseline_seconds
     )
     result.model, result.seconds = model, time.monotonic() - started
     return result
