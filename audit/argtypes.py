@@ -87,11 +87,33 @@ non_negative = integer(minimum=0, maximum=INT32_MAX)
 open_fraction = number(minimum=0.0, maximum=1.0, above_minimum=True, below_maximum=True)
 
 
-def text(value: str) -> str:
-    """A non-empty string (a path or a name); an empty one is a usage error."""
+PATH_METAVARS = frozenset(
+    {"ROOT", "VAL", "DIR", "PATH", "FILE", "REPORT_DIR", "MANIFEST", "RUN_DIR"}
+)
+
+
+def path(value: str) -> str:
+    """A path: not empty (an empty --out would mean the working folder) and without NUL."""
     if not value.strip():
-        raise argparse.ArgumentTypeError("must not be empty")
+        raise argparse.ArgumentTypeError("a path must not be empty")
+    if "\0" in value:
+        raise argparse.ArgumentTypeError("a path cannot hold a NUL byte")
     return value
+
+
+path.__name__ = "path"
+
+
+def check_paths(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Give every path option and argument of parser (and its sub-commands), known by its
+    metavar, the `path` type."""
+    for action in parser._actions:  # argparse has no public walk over its actions
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                check_paths(sub)
+        elif action.metavar in PATH_METAVARS and action.type is None:
+            action.type = path
+    return parser
 
 
 AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}

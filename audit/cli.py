@@ -224,7 +224,7 @@ def build_parser(registry: Registry = REGISTRY) -> argparse.ArgumentParser:
     )
     demo.add_argument("dest", metavar="DIR", help="folder to create; must not exist or be empty")
     demo.set_defaults(handler=run_demo)
-    return parser
+    return argtypes.check_paths(parser)
 
 
 def _add_rehash_options(command: argparse.ArgumentParser) -> None:

@@ -99,6 +99,9 @@ def test_fail_on_never_even_with_errors(small_dataset, tmp_path):
         (["--jobs", "99999999999999999999"], "argument --jobs: 99999999999999999999 must be"),
         (["--min-side", "99999999999999999999"], "argument --min-side: 99999999999999999999"),
         (["--max-pixels", "99999999999999999999"], "argument --max-pixels: 99999999999999999999"),
+        # An empty path once meant the working folder: reports written wherever one stood.
+        (["--out", ""], "argument --out: a path must not be empty"),
+        (["--cache", "x\0y"], "argument --cache: a path cannot hold a NUL byte"),
     ],
 )
 def test_bad_arguments_exit_2(small_dataset, tmp_path, capsys, argv_tail, message):

@@ -110,7 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="no horizontal flips in augmentation: for data whose meaning a mirror changes "
         "(digits, text, left/right labels)",
     )
-    run.add_argument("--runs-dir", default="runs", help="where run folders go (default: runs/)")
+    run.add_argument(
+        "--runs-dir", default="runs", metavar="DIR", help="where run folders go (default: runs/)"
+    )
     run.add_argument("--run-id", help="name of this run's folder (default: a UTC timestamp)")
     run.set_defaults(handler=run_stages)
     report = commands.add_parser(
@@ -121,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("run", metavar="RUN_DIR", help="a folder runs/<run-id>")
     report.set_defaults(handler=rebuild_report)
-    return parser
+    return argtypes.check_paths(parser)
 
 
 def select_stages(spec: str) -> list[str]:
