@@ -50,7 +50,7 @@ class FileRecord:
         return worst_severity(finding.code for finding in self.findings)
 
     def __reduce__(self):
-        # Records are pickled twice per scan (spool, cache): a constructor call loads fastest.
+        # Records travel from worker processes pickled: a constructor call loads fastest.
         return (
             FileRecord,
             (

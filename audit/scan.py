@@ -1,7 +1,8 @@
 """The scan: walk ROOT, inspect every file (cached, in parallel), run the dataset checks, report.
 
 Memory stays flat as datasets grow: files are fed to the engine in bounded batches,
-each finished record is pickled to a spool file at once, and only compact columns
+each finished record is written to a spool file at once (plain values through
+marshal: nothing is unpickled, nothing can run), and only compact columns
 (audit.table) stay in memory for the dataset checks. The report writers then stream
 the spool back.
 
@@ -12,9 +13,9 @@ no worker even starts when nothing changed.
 
 from __future__ import annotations
 
+import marshal
 import math
 import os
-import pickle
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -30,7 +31,7 @@ from audit.engines import DaskEngine, Engine, FileWork, InlineEngine, PoolEngine
 from audit.errors import InvalidArgument
 from audit.lock import folder_lock
 from audit.outputs import refuse_inside
-from audit.records import DatasetFinding, FileRecord
+from audit.records import DatasetFinding, FileRecord, Finding
 from audit.table import ScanTable
 from audit.thumbnails import Thumbnailer
 
@@ -137,7 +138,7 @@ def _scan_into(
         with tempfile.TemporaryFile(dir=out_path, prefix=".records-", suffix=".spool") as spool:
             done = 0
             for record in inspect_all(layout, runner, file_cache):
-                pickle.dump(record, spool, protocol=pickle.HIGHEST_PROTOCOL)
+                _write_spool(record, spool)
                 table.append(record)
                 done += 1
                 if progress:
@@ -232,12 +233,29 @@ def _check_output(layout: Layout, out: Path) -> Path:
     return out_path
 
 
+def _write_spool(record: FileRecord, spool) -> None:
+    """One record as a tuple of plain values (marshal round-trips names that are not UTF-8)."""
+    findings = tuple((finding.code, finding.reason) for finding in record.findings)
+    marshal.dump(
+        (record.path, record.label, record.bytes, record.format, record.mode, record.width,
+         record.height, record.sha256, record.phash, record.mtime_ns, findings, record.split,
+         record.phash_zoom),
+        spool,
+    )  # fmt: skip
+
+
 def _read_spool(spool) -> Iterator[FileRecord]:
+    """The records _write_spool wrote, in order (codes checked again by Finding)."""
     while True:
         try:
-            yield pickle.load(spool)
+            fields = marshal.load(spool)
         except EOFError:
             return
+        (path, label, size, format_, mode, width, height, sha256, phash, mtime_ns, found,
+         split, zoom) = fields  # fmt: skip
+        findings = tuple(Finding(code, reason) for code, reason in found)
+        yield FileRecord(path, label, size, format_, mode, width, height, sha256, phash,
+                         mtime_ns, findings, split, zoom)  # fmt: skip
 
 
 def layout_findings(layout: Layout) -> list[DatasetFinding]:
