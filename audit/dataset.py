@@ -135,6 +135,12 @@ class Layout:
                     )
 
 
+def within(path: Path, folder: Path) -> bool:
+    """Whether path is folder or lies below it (lexically: resolve both first if links
+    matter)."""
+    return path == folder or folder in path.parents
+
+
 def resolve(root: str | os.PathLike, relpath: str) -> str:
     """The absolute path of a report path (relative to ROOT, '../' included), lexically,
     as it was computed: never through a symlinked ROOT's parent."""
@@ -234,8 +240,8 @@ def _without_aliases(
     kept, links = [], []
     for folder in folders:
         real = Path(os.path.realpath(folder.path))
-        if folder.path.is_symlink() and any(real == b or b in real.parents for b in bases):
-            base = next(b for b in bases if real == b or b in real.parents)
+        base = next((base for base in bases if within(real, base)), None)
+        if folder.path.is_symlink() and base is not None:
             shown = real.relative_to(base).as_posix() if base == bases[0] else str(real)
             links.append(Link(folder.prefix, "folder", shown or "."))
         else:
@@ -327,7 +333,7 @@ class _Walk:
     def _inside(self, real: Path) -> str | None:
         """real's path relative to ROOT when it lies in a scanned dataset, else None."""
         for base, prefix in self.bases:
-            if real == base or base in real.parents:
+            if within(real, base):
                 return prefix + real.relative_to(base).as_posix()
         return None
 
@@ -335,7 +341,7 @@ class _Walk:
         """Whether the walk reaches real (a file or folder) under a class folder by itself,
         without following any link (clutter folders are never entered)."""
         for tree in self.class_trees:
-            if real == tree or tree in real.parents:
+            if within(real, tree):
                 return not any(is_clutter(part) for part in real.relative_to(tree).parts)
         return False
 

@@ -138,14 +138,20 @@ _PR_SET_PDEATHSIG = 1
 _WATCH_SECONDS = 0.5
 
 
-def process_identity(pid: int) -> tuple[int, str | None]:
-    """(pid, start time) of a process: the start time tells a reused pid apart (Linux)."""
+def _proc_stat(pid: int) -> tuple[str, str] | None:
+    """(state, start time in clock ticks) from /proc/PID/stat (fields 3 and 22), or None."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as handle:
-            fields = handle.read().rsplit(b")", 1)[1].split()
-        return pid, fields[19].decode()  # field 22 of stat: start time in clock ticks
+            fields = handle.read().rsplit(b")", 1)[1].split()  # the name may hold ')'
+        return fields[0].decode(), fields[19].decode()
     except (OSError, IndexError):
-        return pid, None
+        return None
+
+
+def process_identity(pid: int) -> tuple[int, str | None]:
+    """(pid, start time) of a process: the start time tells a reused pid apart (Linux)."""
+    stat_fields = _proc_stat(pid)
+    return pid, None if stat_fields is None else stat_fields[1]
 
 
 def _alive(pid: int, started: str | None) -> bool:
@@ -157,12 +163,9 @@ def _alive(pid: int, started: str | None) -> bool:
             return False
         except PermissionError:
             return True
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            fields = handle.read().rsplit(b")", 1)[1].split()
-    except OSError:
-        return False
-    return fields[0] != b"Z" and fields[19].decode() == started  # a zombie is gone too
+    stat_fields = _proc_stat(pid)
+    # Gone, a zombie (ended, not yet reaped), or another process under a reused pid.
+    return stat_fields is not None and stat_fields[0] != "Z" and stat_fields[1] == started
 
 
 def _die_with(pid: int, started: str | None) -> None:

@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from audit.dataset import within
 from audit.errors import UserError
 
 REPORTS = Path("reports")
@@ -59,7 +60,7 @@ def refuse_inside(folders: Iterable[Path], path: Path, option: str) -> None:
     resolved_path = Path(path).expanduser().resolve()
     for folder in folders:
         resolved = folder.resolve()
-        if resolved_path == resolved or resolved in resolved_path.parents:
+        if within(resolved_path, resolved):
             raise OutputInsideDataset(
                 f"{option} {path} is inside the dataset ({folder}); the audit never writes "
                 "into the folders it reads. Choose a place outside it (default: "

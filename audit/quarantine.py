@@ -47,6 +47,7 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
 from audit.codes import CODES, SEVERITY_RANK
+from audit.dataset import within
 from audit.errors import CannotWrite, InvalidArgument, UserError
 from audit.lock import FolderBusy, folder_lock
 from audit.outputs import refuse_inside_dataset
@@ -360,16 +361,16 @@ def _outside_its_places(move: Move, manifest: Path, header: dict) -> str | None:
     other files), or None. The quarantined entry must lie in the manifest's folder, the
     original in the dataset the manifest names (0.1.0 manifests name none: the original
     must at least end with the entry's relative path)."""
-    folder = os.path.normpath(manifest.parent.absolute())
-    quarantined = os.path.normpath(move.quarantined)
-    if not quarantined.startswith(folder + os.sep):
+    folder = Path(os.path.normpath(manifest.parent.absolute()))
+    quarantined = Path(os.path.normpath(move.quarantined))
+    if quarantined == folder or not within(quarantined, folder):
         return f"its quarantined place {move.quarantined} is outside the manifest's folder"
-    original = os.path.normpath(move.original)
-    roots = [header[key] for key in ("root", "against") if header.get(key)]
+    original = Path(os.path.normpath(move.original))
+    roots = [Path(os.path.normpath(header[key])) for key in ("root", "against") if header.get(key)]
     if roots:
-        if not any(original.startswith(os.path.normpath(root) + os.sep) for root in roots):
+        if not any(original != root and within(original, root) for root in roots):
             return f"its original place {move.original} is outside the dataset {roots[0]}"
-    elif ".." not in move.relpath.split("/") and not original.endswith(
+    elif ".." not in move.relpath.split("/") and not str(original).endswith(
         os.sep + os.path.normpath(move.relpath)
     ):
         return f"its original place {move.original} does not end with {move.relpath}"

@@ -319,11 +319,11 @@ class Report:
     def locate(self, row: ImageRow) -> Path:
         """The file a row names, as an absolute path; ReportError when the row's path leads
         out of the scanned datasets (a report edited to reach another file)."""
-        from audit.dataset import resolve
+        from audit.dataset import resolve, within
 
         located = Path(resolve(self.root, row.path))
         inside = any(
-            located == root or root in located.parents
+            within(located, root)
             for root in (Path(os.path.normpath(root)) for root in self.dataset_roots)
         )
         if not inside:
