@@ -83,7 +83,6 @@ def number(
 INT32_MAX = 2**31 - 1
 jobs = integer(minimum=1, maximum=1024)
 positive = integer(minimum=1, maximum=INT32_MAX)
-non_negative = integer(minimum=0, maximum=INT32_MAX)
 open_fraction = number(minimum=0.0, maximum=1.0, above_minimum=True, below_maximum=True)
 
 
