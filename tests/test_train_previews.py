@@ -19,7 +19,7 @@ from train.runs import StageResult, save_batch_preview
 from train.stages import Context
 
 pytestmark = pytest.mark.slow
-CONFIG = TrainConfig(image_size=32, batch_size=8, epochs=1, seed=7, flip=False)
+CONFIG = TrainConfig(image_size=32, batch_size=8, steps=4, evaluations=1, seed=7, flip=False)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def previews(context):
     return {
         name: context.preview_for(StageResult(name, "", summary=ablation.spec(name).describe()))
         for name in ("baseline", "xception", "augment", "smaller_input", "smaller_batch")
-    } | {"input_independence": context.preview_for(StageResult("input_independence", ""))}
+    } | {"shuffled_labels": context.preview_for(StageResult("shuffled_labels", ""))}
 
 
 def test_the_preview_is_the_shuffled_training_pipeline(context, previews):
@@ -67,7 +67,18 @@ def test_the_smaller_stages_show_their_size_and_batch(previews):
     assert previews["smaller_input"]["train"][0].shape == (8, 16, 16, 3)
     assert previews["smaller_input"]["validation"][0].shape[1:] == (16, 16, 3)
     assert previews["smaller_batch"]["train"][0].shape == (2, 16, 16, 3)
-    assert not previews["input_independence"]["train"][0].any()
+
+
+def test_the_shuffled_labels_stage_shows_its_labels(context, previews):
+    # The same images in the same order as the baseline's, under the labels that run learns.
+    shuffled, plain = previews["shuffled_labels"], previews["baseline"]
+    assert shuffled["shuffled_labels"] and not plain["shuffled_labels"]
+    np.testing.assert_array_equal(shuffled["train"][0], plain["train"][0])
+    assert shuffled["train"][1].tolist() != plain["train"][1].tolist()
+    # Shuffling keeps the class counts: only the pairing of image and label changes.
+    np.testing.assert_array_equal(
+        np.sort(context.shuffled_train_labels()), np.sort(context.split.train_labels)
+    )
 
 
 def test_preview_files_differ_between_stages(previews, tmp_path):

@@ -33,9 +33,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from train import data, figures, models
-from train.config import TrainConfig
-from train.runs import RunSpec, StageResult, Verdict, read_history, run_summary
+from train import data, figures, models, stages
+from train.config import ABLATION, TrainConfig
+from train.runs import RunSpec, StageResult, Verdict, read_history, run_summary, stage_status
 from train.stages import Context, stratified_indices
 
 
@@ -65,7 +65,9 @@ class SpecChange:
     options: dict | None = None  # replaces the model options of the run built on
     extra_options: dict = field(default_factory=dict)  # set over the (kept or replaced) options
     image_size_factor: float | None = None  # input side times this, rounded, at least 8
-    batch_size_factor: float | None = None  # batch size times this, rounded, at least 1
+    # Batch size times this, rounded, at least 1; the steps change inversely, so the run sees
+    # as many images as the one it builds on.
+    batch_size_factor: float | None = None
     augment: bool | None = None
     early_stopping: bool | None = None
 
@@ -77,12 +79,16 @@ class SpecChange:
         if self.batch_size_factor is not None:
             batch_size = max(1, round(batch_size * self.batch_size_factor))
         options = spec.options if self.options is None else self.options
+        # Another batch size sees as many images as the run built on: steps scale inversely.
+        steps = max(spec.evaluations, round(spec.steps * spec.batch_size / batch_size))
         return RunSpec(
             model=spec.model if self.model is None else self.model,
             options={**options, **self.extra_options},
             learning_rate=spec.learning_rate if self.learning_rate is None else self.learning_rate,
             image_size=image_size,
             batch_size=batch_size,
+            steps=steps,
+            evaluations=spec.evaluations,
             augment=spec.augment if self.augment is None else self.augment,
             early_stopping=(
                 spec.early_stopping if self.early_stopping is None else self.early_stopping
@@ -169,8 +175,8 @@ def ablation_chain(config: TrainConfig) -> dict[str, AblationStep]:
             name="smaller_batch",
             builds_on="smaller_input",
             change=f"batch size x{config.smaller_batch_factor:g}",
-            hypothesis="Smaller batches (more, noisier steps) generalise at least as well: "
-            "within 5% of the larger batch.",
+            hypothesis="Smaller batches (more, noisier steps over the same images) generalise at "
+            "least as well: within 5% of the larger batch.",
             spec_change=SpecChange(batch_size_factor=config.smaller_batch_factor),
             tolerance=1.05,
         ),
@@ -198,13 +204,19 @@ def ablation_chain(config: TrainConfig) -> dict[str, AblationStep]:
 
 
 class Ablation:
-    """The runs of one recipe, memoised by stage name, on one Context."""
+    """The runs of one recipe, memoised by stage name, on one Context, and each chain stage's
+    judged result (so a stage knows the status of the run it builds on even when that stage
+    was not asked for)."""
 
     def __init__(self, context: Context):
         self.context = context
         self.config = context.config
         self.chain = ablation_chain(context.config)
         self.trained: dict[str, Trained] = {}
+        self.results: dict[str, StageResult] = {}
+        # A stage whose run would repeat another's (early stopping that cannot trigger) uses
+        # that run: stage -> the stage whose run it is.
+        self.same_run_as: dict[str, str] = {}
 
     def spec(self, stage: str) -> RunSpec:
         """The stage's run spec: the baseline's, changed by each step on the way to the stage."""
@@ -225,7 +237,16 @@ class Ablation:
                 self.trained[stage] = self.train(stage, spec)
         return self.trained[stage]
 
-    def train(self, label: str, spec: RunSpec, epochs: int | None = None) -> Trained:
+    def patience(self, spec: RunSpec) -> tuple[int, int]:
+        """Early stopping's and the learning-rate schedule's patience (in evaluations) for a
+        run: the configured ones, cut to a third of the run's evaluations (at least 1) so
+        they can trigger within the budget (patience 3 of 6 evaluations never did on the
+        demo)."""
+        fits = max(1, spec.evaluations // 3)
+        stopping = min(self.config.early_stopping_patience, fits)
+        return stopping, max(1, min(self.config.reduce_lr_patience, stopping))
+
+    def train(self, label: str, spec: RunSpec, steps: int | None = None) -> Trained:
         """Build and train one run (not memoised); label names it in the log."""
         started = time.monotonic()
         model = self.context.build(
@@ -234,20 +255,18 @@ class Ablation:
         watch = FixedBatch(self.context, spec.image_size)
         callbacks: list[keras.callbacks.Callback] = [watch]
         if spec.early_stopping:
+            stopping, reduce = self.patience(spec)
             callbacks += [
                 keras.callbacks.EarlyStopping(
-                    monitor="val_loss",
-                    patience=self.config.early_stopping_patience,
-                    restore_best_weights=True,
+                    monitor="val_loss", patience=stopping, restore_best_weights=True
                 ),
-                keras.callbacks.ReduceLROnPlateau(
-                    monitor="val_loss", factor=0.5, patience=self.config.reduce_lr_patience
-                ),
+                keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=reduce),
             ]
         history = self.context.fit(
             model,
             label,
-            epochs=epochs,
+            steps=steps or spec.steps,
+            evaluations=spec.evaluations,
             image_size=spec.image_size,
             batch_size=spec.batch_size,
             augment=spec.augment,
@@ -265,6 +284,34 @@ class Ablation:
             else None
         )
         return Trained(spec, history, model, predictions, time.monotonic() - started)
+
+    def stage_result(self, stage: str) -> StageResult:
+        """The stage's judged result (trained and judged on the first call only)."""
+        if stage not in self.results:
+            if stage == "baseline":
+                self.results[stage] = stages.baseline(self.context)
+            else:
+                self.results[stage] = judge_chain_stage(self, stage)
+        return self.results[stage]
+
+    def status(self, stage: str) -> str:
+        """The status of the stage's run, as the stages built on it see it."""
+        return self.stage_result(self.same_run_as.get(stage, stage)).status
+
+
+def stalls(losses: list[float], patience: int, min_delta: float = 0.0) -> bool:
+    """Whether a run with these validation losses would have stalled for `patience`
+    evaluations in a row (what keras.callbacks.EarlyStopping and ReduceLROnPlateau wait for:
+    no value below the best so far by more than min_delta)."""
+    best, waited = float("inf"), 0
+    for index, loss in enumerate(losses):
+        if loss < best - min_delta:
+            best, waited = loss, 0
+            continue
+        waited += 1
+        if waited >= patience and index > 0:
+            return True
+    return False
 
 
 class FixedBatch(keras.callbacks.Callback):
@@ -331,8 +378,15 @@ def chain_stage(name: str) -> Callable[[Context], StageResult]:
 
 
 def run_chain_stage(name: str, context: Context) -> StageResult:
-    """Train the stage's run and the one it builds on; compare their best validation loss."""
-    ablation = _ablation(context)
+    """The ablation stage's judged result (see judge_chain_stage)."""
+    return _ablation(context).stage_result(name)
+
+
+def judge_chain_stage(ablation: Ablation, name: str) -> StageResult:
+    """Train the stage's run and the one it builds on; compare their best validation loss; the
+    status also says whether the run collapsed, whether the budget sufficed, and whether the
+    run it builds on can be compared with at all (invalid_reference)."""
+    context = ablation.context
     step = ablation.chain[name]
     builds_on = step.builds_on
     result = StageResult(
@@ -351,6 +405,21 @@ def run_chain_stage(name: str, context: Context) -> StageResult:
         )
         return result
     reference = ablation.run(builds_on)
+    if name == "early_stopping":
+        stopping, reduce = ablation.patience(spec)
+        losses = reference.history["val_loss"]
+        if not stalls(losses, stopping) and not stalls(losses, reduce, min_delta=1e-4):
+            # The same seed, the same steps and callbacks that never fire: the run would be
+            # the one it builds on, trained again. Later stages build on that run.
+            ablation.trained[name] = reference
+            ablation.same_run_as[name] = builds_on
+            result.skipped = (
+                f"early stopping would not trigger: {builds_on}'s validation loss never stalled "
+                f"for {stopping} evaluation(s) (nor {reduce} for the learning-rate schedule) in "
+                f"{len(losses)}; the run would repeat {builds_on}'s. Raise --steps or "
+                "--evaluations to see it act"
+            )
+            return result
     trained = ablation.run(name)
     ours, theirs = trained.best_val_loss, reference.best_val_loss
     tolerance = step.tolerance
@@ -371,7 +440,8 @@ def run_chain_stage(name: str, context: Context) -> StageResult:
                 1e-4,
                 final - ours <= 1e-4,
                 "value <= threshold",
-                f"validation loss of the final weights {final:.4f} vs the best epoch's {ours:.4f}",
+                f"validation loss of the final weights {final:.4f} vs the best evaluation's "
+                f"{ours:.4f}",
             )
         )
     if tolerance == 1.0:
@@ -408,8 +478,16 @@ def run_chain_stage(name: str, context: Context) -> StageResult:
         "builds_on": builds_on,
         "delta_best_val_loss": ours - theirs,
     }
+    if spec.early_stopping:
+        result.summary["early_stopping_patience"] = ablation.patience(spec)[0]
     result.extras = {"predictions": trained.predictions}
-    return result
+    return stages.judge(
+        result,
+        context,
+        trained.history,
+        reference=(builds_on, ablation.status(builds_on)),
+        spec=spec,
+    )
 
 
 def _ablation(context: Context) -> Ablation:
@@ -424,17 +502,21 @@ def tuning(context: Context) -> StageResult:
     ablation = _ablation(context)
     config = context.config
     rng = np.random.default_rng(config.seed)
-    base = ablation.spec("xception")
+    xception = ablation.spec("xception")
+    base = replace(xception, steps=config.tuning_steps)
     trials = [("default", base)]
     for index in range(1, config.tuning_trials):
         width = float(rng.choice([0.5, 1.0, 2.0]))
+        batch_size = int(rng.choice([16, 32, 64]))
         trials.append(
             (
                 f"trial{index}",
                 replace(
                     base,
                     learning_rate=float(10 ** rng.uniform(-4, -2.5)),
-                    batch_size=int(rng.choice([16, 32, 64])),
+                    batch_size=batch_size,
+                    # As many images as the default trial sees, whatever the batch size.
+                    steps=max(base.evaluations, round(base.steps * base.batch_size / batch_size)),
                     options={
                         "sizes": tuple(
                             max(4, round(size * width)) for size in config.xception_sizes
@@ -448,7 +530,7 @@ def tuning(context: Context) -> StageResult:
         )
     rows, runs = [], {}
     for label, spec in trials:
-        trained = ablation.train(f"tuning {label}", spec, epochs=config.tuning_epochs)
+        trained = ablation.train(f"tuning {label}", spec)
         runs[label] = trained
         rows.append(
             {
@@ -467,8 +549,9 @@ def tuning(context: Context) -> StageResult:
     result = StageResult(
         name="tuning",
         hypothesis=f"The best of {len(trials)} random configurations "
-        f"(learning rate, width, dropout, batch size; {config.tuning_epochs} epochs each) "
-        "beats the default Xception configuration.",
+        f"(learning rate, width, dropout, batch size; each seeing as many images as "
+        f"{config.tuning_steps} steps at batch {base.batch_size}) beats the default Xception "
+        "configuration.",
         config={**asdict(config), "trials": rows, "best_trial": best_label},
     )
     result.verdicts = [
@@ -493,7 +576,14 @@ def tuning(context: Context) -> StageResult:
         "delta_best_val_loss": best.best_val_loss - default.best_val_loss,
     }
     result.extras = {"predictions": best.predictions, "tables": {"tuning.csv": rows}}
-    return result
+    # The comparison's reference is the default trial: no comparison with a broken one.
+    return stages.judge(
+        result,
+        context,
+        best.history,
+        reference=("the default trial", stages.run_health(default.history, context, base)),
+        spec=best.spec,
+    )
 
 
 def ensemble(context: Context) -> StageResult:
@@ -608,12 +698,18 @@ REPORT_COLUMNS = (
     "final_val_loss",
     "final_val_accuracy",
     "epochs_run",
+    "steps_run",
     "seconds",
     "verdict",
     "builds_on",
     "delta_best_val_loss",
     "architecture",
+    "note",
 )
+# The run figures copied from metrics.json's summary (best_val_loss .. steps_run).
+_FIGURES = REPORT_COLUMNS[8:16]
+# Stages of the comparison that may be skipped and still get a row saying why.
+_CHAIN_STAGES = frozenset(("baseline", *ABLATION, "tuning"))
 
 
 def architecture(summary: dict) -> str:
@@ -631,16 +727,34 @@ def architecture(summary: dict) -> str:
 
 
 def write_report(run_path: Path) -> dict[str, Path]:
-    """ablation.csv, ablation.md and ablation.png from the stage folders of a run."""
+    """ablation.csv, ablation.md and ablation.png from the stage folders of a run.
+
+    The verdict column holds the stage's status (train.runs.STATUSES): a row whose verdict is
+    not pass says so, and why, in its note; invalid_reference rows are not fair comparisons.
+    Run folders written before statuses existed read as pass, fail or skipped."""
     rows, histories = [], {}
     for folder in sorted(run_path.glob("[0-9][0-9]-*")):
         metrics = json.loads((folder / "metrics.json").read_text())
         summary = metrics.get("summary") or {}
         history = read_history(folder / "history.csv") if (folder / "history.csv").exists() else {}
+        status = stage_status(metrics)
+        note = metrics.get("note") or metrics.get("skipped") or ""
+        if status == "skipped" and metrics.get("stage") in _CHAIN_STAGES:
+            rows.append(
+                {key: "" for key in REPORT_COLUMNS}
+                | {
+                    "stage": metrics["stage"],
+                    "verdict": status,
+                    "builds_on": (json.loads((folder / "config.json").read_text())).get(
+                        "builds_on", ""
+                    ),
+                    "note": note,
+                }
+            )
+            continue
         if "val_loss" not in history or "model" not in summary:
             continue  # sanity checks and the ensemble are not training runs of the comparison
         histories[metrics["stage"]] = history
-        verdict = "skipped" if metrics.get("skipped") else ("pass" if metrics["passed"] else "fail")
         rows.append(
             {
                 "stage": metrics["stage"],
@@ -651,14 +765,15 @@ def write_report(run_path: Path) -> dict[str, Path]:
                 "augment": summary["augment"],
                 "dropout": summary["options"].get("dropout", 0.0),
                 "early_stopping": summary["early_stopping"],
-                **{key: summary[key] for key in REPORT_COLUMNS[8:15]},
+                **{key: summary.get(key, "") for key in _FIGURES},
                 # The run's own training time (the stage's may be ~0 when an earlier stage
-                # trained the run it reports, as input_independence does for baseline).
+                # trained the run it reports, as shuffled_labels does for baseline).
                 "seconds": summary.get("train_seconds") or metrics["seconds"],
-                "verdict": verdict,
+                "verdict": status,
                 "builds_on": summary.get("builds_on", ""),
                 "delta_best_val_loss": summary.get("delta_best_val_loss", ""),
                 "architecture": architecture(summary),
+                "note": note,
             }
         )
     paths = {name: run_path / name for name in ("ablation.csv", "ablation.md", "ablation.png")}
@@ -666,20 +781,34 @@ def write_report(run_path: Path) -> dict[str, Path]:
         writer = csv.DictWriter(handle, REPORT_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
+    paths["ablation.md"].write_text(ablation_markdown(rows))
+    figures.four_panel(histories, paths["ablation.png"])
+    return paths
+
+
+def _number(value, form: str) -> str:
+    return "" if value in ("", None) else format(value, form)
+
+
+def ablation_markdown(rows: list[dict]) -> str:
+    """The ablation table in Markdown, then one line per row whose verdict is not pass."""
     lines = [
         "| stage | model | size | batch | lr | aug | drop | best val loss | best val acc "
-        "| final loss | epochs | s | verdict | vs | delta |",
+        "| final loss | steps | s | verdict | vs | delta |",
         "|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---|---:|",
     ]
     for row in rows:
-        delta = row["delta_best_val_loss"]
+        augment = "" if row["augment"] == "" else ("yes" if row["augment"] else "no")
         lines.append(
-            f"| {row['stage']} | {row['architecture']} | {row['image_size']} | {row['batch_size']} "
-            f"| {row['learning_rate']:g} | {'yes' if row['augment'] else 'no'} "
-            f"| {row['dropout']:g} | {row['best_val_loss']:.4f} | {row['best_val_accuracy']:.3f} "
-            f"| {row['final_loss']:.4f} | {row['epochs_run']} | {row['seconds']:.1f} "
-            f"| {row['verdict']} | {row['builds_on']} | {'' if delta == '' else f'{delta:+.4f}'} |"
+            f"| {row['stage']} | {row['architecture']} | {row['image_size']} "
+            f"| {row['batch_size']} | {_number(row['learning_rate'], 'g')} | {augment} "
+            f"| {_number(row['dropout'], 'g')} | {_number(row['best_val_loss'], '.4f')} "
+            f"| {_number(row['best_val_accuracy'], '.3f')} | {_number(row['final_loss'], '.4f')} "
+            f"| {row['steps_run'] if row['steps_run'] not in ('', None) else row['epochs_run']} "
+            f"| {_number(row['seconds'], '.1f')} | {row['verdict']} | {row['builds_on']} "
+            f"| {_number(row['delta_best_val_loss'], '+.4f')} |"
         )
-    paths["ablation.md"].write_text("\n".join(lines) + "\n")
-    figures.four_panel(histories, paths["ablation.png"])
-    return paths
+    notes = [f"- {row['stage']} ({row['verdict']}): {row['note']}" for row in rows if row["note"]]
+    if notes:
+        lines += ["", *notes]
+    return "\n".join(lines) + "\n"

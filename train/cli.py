@@ -19,7 +19,7 @@ EXIT_PASSED, EXIT_FAILED = 0, 1
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from train.config import PRESETS, SANITY, STAGE_NAMES, TrainConfig
+    from train.config import NORMALIZATIONS, PRESETS, SANITY, STAGE_NAMES, TrainConfig
 
     defaults = TrainConfig()
     parser = argparse.ArgumentParser(
@@ -67,9 +67,28 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"default: {defaults.batch_size}, or the preset's",
     )
     run.add_argument(
-        "--epochs",
+        "--steps",
+        type=argtypes.integer(minimum=1, maximum=10_000_000),
+        help="optimisation steps (batches) per training run, at --batch-size (default: "
+        f"{defaults.steps}, or the preset's); a run with another batch size sees as many images",
+    )
+    run.add_argument(
+        "--evaluations",
         type=argtypes.integer(minimum=1, maximum=100_000),
-        help=f"epochs per training run (default: {defaults.epochs}, or the preset's)",
+        help="validation passes per training run, evenly over its steps: the points of the "
+        "curves and the unit of early stopping's patience (default: "
+        f"{defaults.evaluations}, or the preset's)",
+    )
+    # Budgets were epochs before 0.2: say what replaced the option instead of argparse's
+    # "unrecognized arguments".
+    run.add_argument("--epochs", type=_epochs_replaced, help=argparse.SUPPRESS)
+    run.add_argument(
+        "--normalization",
+        choices=NORMALIZATIONS,
+        default=defaults.normalization,
+        help="input scaling of the models trained from scratch: rescale (x / 255) or channel "
+        "(per-channel mean and standard deviation of the training images) (default: "
+        f"{defaults.normalization})",
     )
     run.add_argument(
         "--seed",
@@ -126,6 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
     return argtypes.check_paths(parser)
 
 
+def _epochs_replaced(text: str) -> int:
+    raise argparse.ArgumentTypeError(
+        "budgets are in optimisation steps now: use --steps N (N = epochs x training images / "
+        "batch size) and --evaluations for how often validation is measured"
+    )
+
+
 def select_stages(spec: str) -> list[str]:
     from train.config import SANITY, STAGE_NAMES
 
@@ -149,7 +175,7 @@ def run_stages(args: argparse.Namespace) -> int:
     default = "all" if args.preset else "sanity"
     names = select_stages(default if args.stages is None else args.stages)
     settings = dict(PRESETS.get(args.preset, {}))
-    for option in ("image_size", "batch_size", "epochs"):
+    for option in ("image_size", "batch_size", "steps", "evaluations"):
         if getattr(args, option) is not None:
             settings[option] = getattr(args, option)
     report_dir = args.report or default_report_dir(args.root)
@@ -159,6 +185,7 @@ def run_stages(args: argparse.Namespace) -> int:
         learning_rate=args.learning_rate,
         bias=args.bias,
         flip=args.flip,
+        normalization=args.normalization,
         weights=args.weights,
     )
     examples = load_examples(report_dir, root=args.root)

@@ -261,17 +261,16 @@ def make_dataset(
     batch_size: int,
     shuffle: bool,
     seed: int | None,
-    zero_inputs: bool = False,
     augment=None,
     cache: bool = True,
+    repeat: bool = False,
 ):
     """A batched tf.data pipeline of (float32 images in 0..255, int labels).
 
-    zero_inputs replaces every image by zeros, for training and validation alike: the
-    input-independence baseline (a Dropout on the input would be off at evaluation).
     augment: Keras preprocessing layers applied to each batch in the tf.data map (on the
     CPU, after the cache, so every epoch sees new variations); training data only.
     cache: keep decoded images in memory across epochs (off for a pipeline read once).
+    repeat: endless (reshuffled on every pass), for a budget in steps rather than epochs.
     """
     import tensorflow as tf
 
@@ -281,8 +280,6 @@ def make_dataset(
         image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
         image.set_shape([None, None, 3])
         image = tf.image.resize(image, (image_size, image_size))
-        if zero_inputs:
-            image = tf.zeros_like(image)
         return image, label
 
     # Paths as bytes: a name that is not UTF-8 is no text TensorFlow can convert.
@@ -294,6 +291,8 @@ def make_dataset(
     if shuffle:
         dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size)
+    if repeat:
+        dataset = dataset.repeat()
     if augment is not None:
         dataset = dataset.map(
             lambda images, labels: (augment(images, training=True), labels),

@@ -8,8 +8,10 @@ an uncompiled keras.Model whose last Dense layer ("logits") has:
 * a small kernel (std 0.01), so an untrained model outputs about the prior for any input
   and starts near the prior's entropy, which is what the init_loss stage checks.
 
-Pixels come in as float32 0..255; each model rescales its own input
-(keras.layers.Rescaling), so the pipeline and the preview show the raw image.
+Pixels come in as float32 0..255; each model scales its own input, so the pipeline and the
+preview show the raw image: x / 255 by default, or, given `normalization` (per-channel mean
+and standard deviation at 0..1, from the training images), (x / 255 - mean) / std. The
+pretrained backbone keeps the -1..1 scaling it was trained with.
 """
 
 from __future__ import annotations
@@ -44,6 +46,20 @@ def _head(
     )(features)
 
 
+Normalization = tuple[tuple[float, ...], tuple[float, ...]]  # (mean, std) per channel, 0..1
+
+
+def input_scaling(inputs, normalization: Normalization | None = None):
+    """x / 255, then standardised per channel when normalization (mean, std) is given."""
+    x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
+    if normalization is None:
+        return x
+    mean, std = normalization
+    return layers.Normalization(
+        mean=list(mean), variance=[value**2 for value in std], name="normalize"
+    )(x)
+
+
 def simple_cnn(
     input_shape,
     init: PriorInit,
@@ -51,11 +67,12 @@ def simple_cnn(
     dropout: float = 0.0,
     bias: str = "prior",
     seed: int | None = None,
+    normalization: Normalization | None = None,
 ) -> keras.Model:
     """The source article's baseline (see train.config): two strided convolutions, global
     pooling, a dense head."""
     inputs = keras.Input(shape=input_shape, name="image")
-    x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
+    x = input_scaling(inputs, normalization)
     x = layers.Conv2D(width, 3, strides=2, padding="same", activation="relu", name="conv1")(x)
     x = layers.Conv2D(2 * width, 3, strides=2, padding="same", activation="relu", name="conv2")(x)
     x = layers.GlobalAveragePooling2D(name="pool")(x)
@@ -70,10 +87,11 @@ def wider_cnn(
     dropout: float = 0.0,
     bias: str = "prior",
     seed: int | None = None,
+    normalization: Normalization | None = None,
 ) -> keras.Model:
     """More capacity: the baseline's layout, `multiplier` times the filters, one more conv."""
     inputs = keras.Input(shape=input_shape, name="image")
-    x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
+    x = input_scaling(inputs, normalization)
     wide = max(1, round(width * multiplier))
     x = layers.Conv2D(wide, 3, strides=2, padding="same", activation="relu", name="conv1")(x)
     x = layers.Conv2D(2 * wide, 3, strides=2, padding="same", activation="relu", name="conv2")(x)
@@ -93,6 +111,7 @@ def small_xception(
     bias: str = "prior",
     seed: int | None = None,
     batchnorm_momentum: float = 0.9,
+    normalization: Normalization | None = None,
 ) -> keras.Model:
     """Residual separable-convolution blocks (the Keras "image classification from scratch" model).
 
@@ -101,7 +120,7 @@ def small_xception(
     (measured on the demo). 0.9 catches up within short runs; the full preset uses 0.99.
     """
     inputs = keras.Input(shape=input_shape, name="image")
-    x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
+    x = input_scaling(inputs, normalization)
     x = layers.Conv2D(sizes[0], 3, strides=2, padding="same", use_bias=False)(x)
     x = layers.BatchNormalization(momentum=batchnorm_momentum)(x)
     x = layers.Activation("relu")(x)

@@ -36,28 +36,35 @@ class RecipeOutcome:
 
     @property
     def sanity_failed(self) -> bool:
+        """Whether a sanity stage ended with any status but pass or skipped (exit 1)."""
         return any(
-            not result.passed and result.skipped is None
+            result.status not in ("pass", "skipped")
             for result in self.results
             if result.name in SANITY
         )
 
     def table(self) -> str:
-        """The verdict table printed at the end of a run."""
+        """The verdict table printed at the end of a run: each verdict with its result, each
+        stage's status where the verdicts do not say it, and the stage's note."""
         lines = [
-            f"{'stage':20s} {'verdict':36s} {'value':>10s} {'rule':>6s} {'threshold':>10s}  result"
+            f"{'stage':20s} {'verdict':40s} {'value':>10s} {'rule':>6s} {'threshold':>10s}  result"
         ]
         for result in self.results:
             if result.skipped:
                 lines.append(
-                    f"{result.name:20s} {'(skipped)':36s} {'':>10s} {'':>6s} {'':>10s}  "
+                    f"{result.name:20s} {'(skipped)':40s} {'':>10s} {'':>6s} {'':>10s}  "
                     f"SKIPPED: {result.skipped}"
                 )
             for verdict in result.verdicts:
                 rule = verdict.rule.replace("value", "").replace("threshold", "").strip()
                 lines.append(
-                    f"{result.name:20s} {verdict.name:36s} {verdict.value:10.4f} {rule:>6s} "
-                    f"{verdict.threshold:10.4f}  {'PASS' if verdict.passed else 'FAIL'}"
+                    f"{result.name:20s} {verdict.name:40s} {verdict.value:10.4f} {rule:>6s} "
+                    f"{verdict.threshold:10.4f}  {verdict.status.upper()}"
+                )
+            if result.status not in ("pass", "fail", "skipped"):
+                lines.append(
+                    f"{result.name:20s} {'=> stage status':40s} {'':>10s} {'':>6s} {'':>10s}  "
+                    f"{result.status.upper()}: {result.note}"
                 )
         return "\n".join(lines)
 
@@ -100,13 +107,14 @@ def run_recipe(
         result.seconds = result.seconds or time.monotonic() - started
         folder = store.write_stage(result, preview=context.preview_for(result))
         ablation.write_extras(folder, result, grayscale=grayscale)
-        status = "PASS" if result.passed else ("SKIPPED" if result.skipped else "FAIL")
-        context.log(f"{name}: {status} ({result.seconds:.1f} s)")
+        note = f": {result.note}" if result.note else ""
+        context.log(f"{name}: {result.status.upper()}{note} ({result.seconds:.1f} s)")
         record(
             {
                 "event": "stage_end",
                 "stage": name,
                 "passed": result.passed,
+                "status": result.status,
                 "skipped": result.skipped,
             }
         )

@@ -1,11 +1,26 @@
 """On-disk run folders: runs/<run-id>/<NN-stage>/ with everything a stage produced.
 
-Each stage folder holds config.json, history.csv (one row per epoch), metrics.json
-(the hypothesis and the verdicts as {name, value, threshold, passed}), model.keras when the
-stage has a model, and batch_preview.png: the first batch of the stage's real training
-pipeline (shuffled, augmented when the run is, at its image size; zeroed for
-input_independence) above a validation batch at the same size, each image labelled;
-batch_preview.json says what the preview shows (sizes, augmentation, labels).
+Each stage folder holds config.json, history.csv (one row per evaluation: a run's steps are
+split evenly into `evaluations` rounds, each ending with a validation pass; the column keeps
+Keras's name, epoch), metrics.json (the hypothesis, the stage's status and the verdicts as
+{name, value, threshold, passed, status}), model.keras when the stage has a model, and
+batch_preview.png: the first batch of the stage's real training pipeline (shuffled,
+augmented when the run is, at its image size; with shuffled labels for shuffled_labels)
+above a validation batch at the same size, each image labelled; batch_preview.json says what
+the preview shows (sizes, augmentation, labels).
+
+A stage's status (STATUSES) is one of:
+
+* pass: every verdict holds;
+* fail: a verdict does not hold, and the run's training loss did move: the pipeline learned
+  something, and the claim is false;
+* not_converged: a verdict does not hold and the budget was spent before the training loss
+  moved from the prior's entropy: raise --steps before reading anything into it;
+* collapsed: the run ended with a validation accuracy below the majority rate (always
+  predicting the most common training class), beyond validation noise;
+* invalid_reference: the run it is compared with is fail, collapsed or not_converged, so
+  the comparison says nothing (the stage's own verdicts are still written);
+* skipped: the stage could not run (the reason is in metrics.json).
 """
 
 from __future__ import annotations
@@ -35,6 +50,8 @@ class RunSpec:
     learning_rate: float
     image_size: int
     batch_size: int
+    steps: int  # the budget in optimisation steps
+    evaluations: int  # validation passes, evenly over the steps
     augment: bool = False
     early_stopping: bool = False
 
@@ -43,9 +60,18 @@ class RunSpec:
         return asdict(self)
 
 
+STATUSES = ("pass", "fail", "not_converged", "collapsed", "invalid_reference", "skipped")
+# Statuses that make a run unfit to be compared with (invalid_reference downstream).
+BROKEN = ("fail", "not_converged", "collapsed", "invalid_reference")
+
+
 @dataclass
 class Verdict:
-    """One checked claim of a stage: `passed` is `value <rule> threshold`."""
+    """One checked claim of a stage: `passed` is `value <rule> threshold`.
+
+    applicable False: the claim means nothing for this configuration (for example the prior
+    bias against a zero bias when the model has a zero bias); it is written with status
+    not_applicable and does not decide the stage."""
 
     name: str
     value: float
@@ -53,6 +79,13 @@ class Verdict:
     passed: bool
     rule: str  # e.g. "value <= threshold", said in words in `meaning`
     meaning: str = ""
+    applicable: bool = True
+
+    @property
+    def status(self) -> str:
+        if not self.applicable:
+            return "not_applicable"
+        return "pass" if self.passed else "fail"
 
 
 @dataclass
@@ -71,10 +104,25 @@ class StageResult:
     model: Any = None
     summary: dict = field(default_factory=dict)  # the run's figures (metrics.json "summary")
     extras: dict = field(default_factory=dict)  # artefacts written beside it (predictions, tables)
+    # Set by the stage when the verdicts alone do not tell (see STATUSES); None: from verdicts.
+    judged: str | None = None
+    note: str = ""  # why the status is what it is, in words (a hint for not_converged)
+
+    @property
+    def verdicts_hold(self) -> bool:
+        return all(verdict.passed for verdict in self.verdicts if verdict.applicable)
+
+    @property
+    def status(self) -> str:
+        if self.skipped is not None:
+            return "skipped"
+        if self.judged is not None:
+            return self.judged
+        return "pass" if self.verdicts_hold else "fail"
 
     @property
     def passed(self) -> bool:
-        return self.skipped is None and all(verdict.passed for verdict in self.verdicts)
+        return self.status == "pass"
 
 
 class RunStore:
@@ -111,9 +159,14 @@ class RunStore:
             "stage": result.name,
             "hypothesis": result.hypothesis,
             "passed": result.passed,
+            "status": result.status,
+            "note": result.note,
             "skipped": result.skipped,
             "seconds": round(result.seconds, 2),
-            "verdicts": [_finite(asdict(verdict)) for verdict in result.verdicts],
+            "verdicts": [
+                _finite({**asdict(verdict), "status": verdict.status})
+                for verdict in result.verdicts
+            ],
             "summary": _finite(result.summary),
         }
         (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
@@ -125,13 +178,31 @@ class RunStore:
         return folder
 
 
+def stage_status(metrics: dict) -> str:
+    """A stage's status from its metrics.json; runs written before statuses existed (no
+    "status" key) read as pass, fail or skipped."""
+    status = metrics.get("status")
+    if status in STATUSES:
+        return str(status)
+    if metrics.get("skipped"):
+        return "skipped"
+    return "pass" if metrics.get("passed") else "fail"
+
+
 def run_summary(spec: dict, history: dict[str, list[float]], seconds: float) -> dict:
-    """The figures a training run is compared by (metrics.json "summary", ablation.csv)."""
+    """The figures a training run is compared by (metrics.json "summary", ablation.csv).
+    steps_run: the optimisation steps the run took (fewer than its budget when early stopping
+    ended it)."""
     best = int(np.argmin(history["val_loss"]))
     missing = [float("nan")] * len(history["val_loss"])
+    rounds = len(history["loss"])
+    steps = spec.get("steps")
+    evaluations = spec.get("evaluations")
     return {
         **spec,
-        "epochs_run": len(history["loss"]),
+        "epochs_run": rounds,
+        # Steps are rounded up to a whole number per evaluation (Context.fit).
+        "steps_run": rounds * -(-steps // evaluations) if steps and evaluations else None,
         "best_epoch": best + 1,
         "best_val_loss": history["val_loss"][best],
         "best_val_accuracy": history.get("val_accuracy", missing)[best],
@@ -229,7 +300,7 @@ def save_batch_preview(path: Path, preview: dict, columns: int = 8, limit: int =
         (
             "train",
             f"training batch: shuffled, {'augmented' if preview['augment'] else 'not augmented'}"
-            f", {size} px{', zeroed inputs' if preview.get('zero_inputs') else ''}",
+            f", {size} px{', labels shuffled' if preview.get('shuffled_labels') else ''}",
         ),
         ("validation", f"validation batch: {size} px, not augmented"),
     ):
@@ -257,7 +328,7 @@ def save_batch_preview(path: Path, preview: dict, columns: int = 8, limit: int =
         "image_size": size,
         "batch_size": int(preview.get("batch_size", len(preview["train"][0]))),
         "augment": bool(preview["augment"]),
-        "zero_inputs": bool(preview.get("zero_inputs", False)),
+        "shuffled_labels": bool(preview.get("shuffled_labels", False)),
         "shown": limit,
         **{
             part: {

@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from train.config import SANITY, STAGE_NAMES, TrainConfig
-from train.runs import list_runs, read_events, read_stage_metrics
+from train.runs import list_runs, read_events, read_stage_metrics, stage_status
 from ui import data
 from ui.safety import OutsideAllowedRoots, checked, workdir
 
@@ -49,7 +49,7 @@ def _start_form(reports_dir: Path, runs_dir: Path) -> None:
         columns = st.columns(4)
         image_size = columns[0].number_input("Image size", 8, 512, defaults.image_size)
         batch_size = columns[1].number_input("Batch size", 1, 1024, defaults.batch_size)
-        epochs = columns[2].number_input("Epochs", 1, 500, defaults.epochs)
+        steps = columns[2].number_input("Steps per run", 1, 1_000_000, defaults.steps)
         seed = columns[3].number_input("Seed", 0, 2**31 - 1, defaults.seed)
         submitted = st.form_submit_button("Start in the background")
     if submitted and stages:
@@ -77,8 +77,8 @@ def _start_form(reports_dir: Path, runs_dir: Path) -> None:
             str(image_size),
             "--batch-size",
             str(batch_size),
-            "--epochs",
-            str(epochs),
+            "--steps",
+            str(steps),
             "--seed",
             str(seed),
             "--runs-dir",
@@ -139,10 +139,12 @@ def show_run(run_path: Path) -> None:
         return
     rows = []
     for stage in metrics:
+        status = stage_status(stage)
         if stage.get("skipped"):
             rows.append(
                 {
                     "stage": stage["stage"],
+                    "status": status,
                     "verdict": "(skipped)",
                     "value": None,
                     "threshold": None,
@@ -153,13 +155,21 @@ def show_run(run_path: Path) -> None:
             rows.append(
                 {
                     "stage": stage["stage"],
+                    "status": status,
                     "verdict": verdict["name"],
                     "value": verdict["value"],
                     "threshold": verdict["threshold"],
-                    "result": "PASS" if verdict["passed"] else "FAIL",
+                    "result": verdict.get("status", "pass" if verdict["passed"] else "fail"),
                 }
             )
+    notes = [
+        f"{stage['stage']} ({stage_status(stage)}): {stage['note']}"
+        for stage in metrics
+        if stage.get("note")
+    ]
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    for note in notes:
+        st.warning(note)
     for name in FIGURES:
         figure = run_path / name
         if figure.exists():
