@@ -8,7 +8,7 @@ DEMO_OUT := reports/demo
 
 IMAGEDEDUP_VENV := bench/.venv-imagededup
 
-.PHONY: help setup setup-dev browser demo lint test test-fast bench bench-env bench-fidelity app clean
+.PHONY: help setup setup-dev browser demo lint test test-fast bench bench-data bench-env bench-fidelity app clean
 
 help:
 	@echo "make demo      set up .venv, build the demo dataset from scikit-learn's images, scan it"
@@ -65,10 +65,24 @@ app: $(VENV)/.stamp-dev
 test-fast: lint
 	$(BIN)/python -m pytest -m "not slow"
 
-bench: setup-dev
+bench: setup-dev bench-data
 	$(BIN)/python bench/scan_throughput.py
 	$(BIN)/python bench/search_speed.py
 	$(BIN)/python bench/near_duplicates_quality.py $(if $(wildcard $(IMAGEDEDUP_VENV)/bin/python),--imagededup-python $(IMAGEDEDUP_VENV)/bin/python)
+	$(BIN)/python bench/near_duplicates_quality.py --mirror
+	$(BIN)/python bench/tiny_dataset_conflicts.py
+
+# The real pictures of the duplicate benchmarks (bench/real_photos.py): Debian's wallpaper
+# packages (apt, as root or through sudo) and scikit-image's bundled images, unpacked into
+# bench/.skimage without entering the project's environment.
+bench-data: setup-dev
+	@if [ ! -d /usr/share/wallpapers ] || [ ! -d /usr/share/desktop-base ]; then \
+		$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$( [ "$$(id -u)" = 0 ] || echo sudo ) \
+			apt-get install -y -qq plasma-workspace-wallpapers desktop-base \
+		|| echo "bench-data: could not install plasma-workspace-wallpapers and desktop-base: the benchmarks run on fewer pictures"; \
+	fi
+	@[ -d bench/.skimage/skimage/data ] || $(BIN)/python -m pip install -q --no-deps --target bench/.skimage scikit-image
 
 # Fetches the image libraries' source packages once into bench/.fidelity-cache/ (pip).
 bench-fidelity: setup-dev

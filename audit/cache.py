@@ -55,11 +55,14 @@ from urllib.parse import quote
 from audit.dataset import FileEntry, file_key
 from audit.errors import UnusableCache
 from audit.hashing import ZOOMS
+from audit.measures import Measures
 from audit.records import FileRecord, Finding, merge_findings
 
 DEFAULT_NAME = ".scan-cache.sqlite"
 APPLICATION_ID = 0x49414331  # b"IAC1": image-audit cache, in the SQLite header (offset 68)
-SCHEMA_VERSION = 4  # PRAGMA user_version; versions 1-3 had no application id and pickles
+# PRAGMA user_version; versions 1-3 had no application id and pickles; 5 added the
+# quality measures (a version-4 cache is rebuilt empty: its records lack them).
+SCHEMA_VERSION = 5
 COMMIT_EVERY = 256  # records per write transaction
 COMMIT_SECONDS = 2.0
 BUSY_TIMEOUT_S = 20.0  # how long a writer waits for another scan's transaction
@@ -84,6 +87,7 @@ FILE_COLUMNS = (
     "phash",
     "phash_zoom",
     "findings",
+    "measures",
 )
 THUMBNAIL_COLUMNS = ("path", "size", "mtime_ns", "inode", "uri")
 SCHEMA = (
@@ -101,7 +105,8 @@ SCHEMA = (
         sha256 TEXT NOT NULL,
         phash INTEGER,                  -- the unsigned 64-bit pHash as a signed value
         phash_zoom TEXT NOT NULL,       -- JSON list of unsigned pHashes
-        findings TEXT NOT NULL          -- JSON list of [code, reason]
+        findings TEXT NOT NULL,         -- JSON list of [code, reason]
+        measures TEXT NOT NULL          -- JSON list in audit.measures.FIELDS order, or []
     )""",
     """CREATE TABLE thumbnails (
         path BLOB PRIMARY KEY,
@@ -398,7 +403,7 @@ class ScanCache:
             return None
         try:
             return _decode(entry, size, mtime_ns, row[5:])
-        except (ValueError, TypeError, RecursionError):
+        except (ValueError, TypeError, OverflowError, RecursionError):
             return None
 
     def _maybe_flush(self) -> None:
@@ -482,13 +487,14 @@ def _row_of(path: bytes, key: tuple[int, int, int], settings: str, record: FileR
         None if record.phash is None else _signed(int(record.phash)),
         json.dumps([int(value) for value in record.phash_zoom]),
         json.dumps([[finding.code, finding.reason] for finding in record.findings]),
+        json.dumps(list(record.measures), allow_nan=False),
     )
 
 
 def _decode(entry: FileEntry, size: int, mtime_ns: int, fields: tuple) -> FileRecord:
     """A FileRecord from the stored columns; ValueError or TypeError for anything that
     is not what store() writes."""
-    format_, mode, width, height, sha256, phash, zoom_text, findings_text = fields
+    format_, mode, width, height, sha256, phash, zoom_text, findings_text, measures_text = fields
     if not (isinstance(format_, str) and isinstance(mode, str)):
         raise TypeError("format and mode are text")
     for side in (width, height):
@@ -498,8 +504,8 @@ def _decode(entry: FileEntry, size: int, mtime_ns: int, fields: tuple) -> FileRe
         raise ValueError("sha256 is 64 lowercase hex digits or empty")
     if phash is not None and not _is_int(phash):
         raise TypeError("phash is an integer or NULL")
-    if not (isinstance(zoom_text, str) and isinstance(findings_text, str)):
-        raise TypeError("phash_zoom and findings are JSON text")
+    if not all(isinstance(text, str) for text in (zoom_text, findings_text, measures_text)):
+        raise TypeError("phash_zoom, findings and measures are JSON text")
     zoom = json.loads(zoom_text)
     if not (
         isinstance(zoom, list)
@@ -517,6 +523,15 @@ def _decode(entry: FileEntry, size: int, mtime_ns: int, fields: tuple) -> FileRe
         ):
             raise ValueError("a finding is [code, reason]")
         findings.append(Finding(pair[0], pair[1]))  # ValueError for an unknown code
+    quality = json.loads(measures_text)
+    if not isinstance(quality, list):
+        raise ValueError("measures is a list")
+    if quality:
+        quality = list(Measures.from_tuple(quality).as_tuple())  # ValueError, TypeError
+    elif phash is not None:
+        # Every decoded file is measured (audit.inspect); a decoded record without its
+        # measures was not written by this version.
+        raise ValueError("a decoded file's record holds its measures")
     return FileRecord(
         path=entry.relpath,
         label=entry.label,
@@ -531,6 +546,7 @@ def _decode(entry: FileEntry, size: int, mtime_ns: int, fields: tuple) -> FileRe
         findings=tuple(findings),
         split=entry.split,
         phash_zoom=tuple(zoom),
+        measures=tuple(quality),
     )
 
 

@@ -26,6 +26,10 @@ CODES: dict[str, tuple[str, str]] = {
     # warning: look at it
     "exact_duplicate": ("warning", "an exact copy of another file"),
     "near_duplicate": ("warning", "a perceptual near-copy of another file"),
+    "possible_label_conflict": (
+        "warning",
+        "near another file under another label, but not close enough to call it a copy",
+    ),
     "split_leak": ("warning", "the same image is on both sides of the train/validation split"),
     "resolution_outlier": ("warning", "its size is far from the rest of the dataset"),
     "tiny_image": ("warning", "a side is below the minimum"),
@@ -45,6 +49,14 @@ CODES: dict[str, tuple[str, str]] = {
         "the file or folder name is not valid UTF-8: tools that take text paths (Keras's "
         "loader among them) fail on it",
     ),
+    "low_information": (
+        "warning",
+        "near-constant pixels (blank, solid colour, black frame): nothing to learn, and its "
+        "pHash is noise",
+    ),
+    "dark": ("warning", "even the brightest parts of the picture are dim (underexposed)"),
+    "overexposed": ("warning", "even the darkest parts of the picture are bright (washed out)"),
+    "blurry": ("warning", "little fine detail for its contrast: out of focus or smoothed"),
     "changed_in_place": (
         "warning",
         "the checksum changed under unchanged size, modification time and inode "
@@ -57,6 +69,10 @@ CODES: dict[str, tuple[str, str]] = {
         "it would delete the file",
     ),
     "exif_rotated": ("info", "EXIF orientation is not 1; TensorFlow ignores it, viewers do not"),
+    "grayscale_in_color": (
+        "info",
+        "a colour file whose channels are equal (a gray picture) in a mostly colour dataset",
+    ),
     "non_rgb_mode": ("info", "not 8-bit RGB (grayscale, palette, alpha, CMYK or 16-bit)"),
 }
 

@@ -81,6 +81,7 @@ def inspect_entry(entry: FileEntry, work: FileWork) -> FileRecord:
         findings=findings,
         split=entry.split,
         phash_zoom=facts.phash_zoom,
+        measures=facts.measures.as_tuple() if facts.measures is not None else (),
     )
 
 

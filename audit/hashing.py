@@ -72,7 +72,10 @@ def grayscale(image: Image.Image) -> Image.Image:
 def phash(image: Image.Image) -> int:
     """64-bit perceptual hash of image, bit 63 the first (lowest-frequency) coefficient."""
     small = grayscale(image).resize((_SAMPLE, _SAMPLE), Image.Resampling.LANCZOS)
-    pixels = np.frombuffer(small.tobytes(), dtype=np.uint8).reshape(_SAMPLE, _SAMPLE)
+    return _hash_of(np.frombuffer(small.tobytes(), dtype=np.uint8).reshape(_SAMPLE, _SAMPLE))
+
+
+def _hash_of(pixels: np.ndarray) -> int:
     low = (_DCT_LOW @ pixels @ _DCT_LOW.T).ravel()
     # The median of 64 values by sorting: np.median's overhead is 7x the work here.
     ordered = np.sort(low)
@@ -80,19 +83,112 @@ def phash(image: Image.Image) -> int:
     return int.from_bytes(np.packbits(low > median).tobytes(), "big")
 
 
-# Centred crops hashed besides the full frame, so a copy cropped a few percent matches
-# one of them almost exactly (measured: 5% crops 65% -> 100% found, see duplicates).
-ZOOMS = (0.95, 0.90)
+# Variant hashes carried besides the full frame's pHash, one 64-bit int each, in this
+# order (records, cache, the scan table and images.csv's phash_zoom column keep them
+# as one tuple sized by len(VARIANTS)):
+# * zoom95, zoom90: centred crops, so a copy cropped a few percent matches one of them
+#   almost exactly (measured: 5% crops 65% -> 100% found, see audit.checks.duplicates);
+# * corner95_tl, _tr, _bl, _br: 95% of each side, anchored at a corner, for copies
+#   cropped off two sides (up to 10% of the area);
+# * cut_top, cut_bottom, cut_left, cut_right: the frame with a third cut off one side.
+#   An overlay (caption bar, logo, watermark) covering up to 10% of the frame along an
+#   edge or in a corner lies inside one such third (a corner box of area 10% has a side
+#   of at most sqrt(0.1) = 0.32 of the frame's), so the copy's and the original's same
+#   cut hashes agree although their full hashes do not;
+# * mirror: the full frame flipped left to right (for --mirror).
+# A variant whose view is near-constant carries no information: it is NO_HASH (0, which
+# no real pHash is: the median split sets 32 bits) and never matches.
+CENTRE_ZOOMS = (0.95, 0.90)
+CORNER_ZOOM = 0.95
+CORNERS = ("tl", "tr", "bl", "br")
+CUT = 1 / 3
+SIDES = ("top", "bottom", "left", "right")
+VARIANTS = (
+    "zoom95",
+    "zoom90",
+    *(f"corner95_{corner}" for corner in CORNERS),
+    *(f"cut_{side}" for side in SIDES),
+    "mirror",
+)
+ZOOMS = VARIANTS  # the name the column code sizes by: len(ZOOMS) hashes per decoded file
+ZOOM_SLICE = slice(0, len(CENTRE_ZOOMS) + len(CORNERS))
+CUT_SLICE = slice(ZOOM_SLICE.stop, ZOOM_SLICE.stop + len(SIDES))
+MIRROR_INDEX = len(VARIANTS) - 1
+NO_HASH = 0
+VARIANT_MIN_STD = 6.0  # gray levels over a view; below it the view is near-constant
+
+
+def _variant_boxes() -> np.ndarray:
+    """(left, top, right, bottom) of each view as fractions of the frame, VARIANTS order."""
+    boxes = []
+    for zoom in CENTRE_ZOOMS:
+        margin = (1 - zoom) / 2
+        boxes.append((margin, margin, 1 - margin, 1 - margin))
+    for corner in CORNERS:
+        left = 0 if corner[1] == "l" else 1 - CORNER_ZOOM
+        top = 0 if corner[0] == "t" else 1 - CORNER_ZOOM
+        boxes.append((left, top, left + CORNER_ZOOM, top + CORNER_ZOOM))
+    boxes += [
+        (0, CUT, 1, 1),  # top cut off
+        (0, 0, 1, 1 - CUT),  # bottom cut off
+        (CUT, 0, 1, 1),  # left cut off
+        (0, 0, 1 - CUT, 1),  # right cut off
+        (0, 0, 1, 1),  # the whole frame, mirrored
+    ]
+    return np.array(boxes, dtype=np.float64)
+
+
+def _area_weights(length: int, starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
+    """(views, 32, length): sample i of a view averages the grid cells that overlap
+    [start + i * step, start + (i + 1) * step), step = (stop - start) / 32."""
+    step = (stops - starts) / _SAMPLE
+    low = starts[:, None] + step[:, None] * np.arange(_SAMPLE)
+    high = low + step[:, None]
+    cells = np.arange(length, dtype=np.float64)
+    overlap = np.minimum(high[..., None], cells + 1) - np.maximum(low[..., None], cells)
+    return np.clip(overlap, 0, None) / step[:, None, None]
+
+
+# Every view is a fixed box of the frame, so once the frame is area-resampled to a
+# _GRID x _GRID grid, each view's 32x32 sample (area-averaged) and its 8x8 DCT are
+# fixed linear maps of the grid: precomputed here, they make all views together a few
+# small matrix products (measured: 0.43 ms -> under 0.1 ms per file for 11 views).
+_GRID = 64
+_boxes = _variant_boxes() * _GRID
+_rows = _area_weights(_GRID, _boxes[:, 1], _boxes[:, 3])  # (views, 32, grid)
+_columns = _area_weights(_GRID, _boxes[:, 0], _boxes[:, 2])
+_columns[-1] = _columns[-1][::-1]  # the mirror: samples right to left
+_LEFT = np.ascontiguousarray(_DCT_LOW @ _rows)  # (views, 8, grid)
+_RIGHT = np.ascontiguousarray(_columns.transpose(0, 2, 1) @ _DCT_LOW.T)  # (views, grid, 8)
+_ROW_WEIGHT = _rows.sum(axis=1) / _SAMPLE  # (views, grid): each cell's share of a view
+_COLUMN_WEIGHT = _columns.sum(axis=1) / _SAMPLE
 
 
 def zoom_phashes(image: Image.Image) -> tuple[int, ...]:
-    """pHashes of the centred ZOOMS crops of image, in ZOOMS order."""
-    width, height = image.size
-    hashes = []
-    for zoom in ZOOMS:
-        margin_x, margin_y = round(width * (1 - zoom) / 2), round(height * (1 - zoom) / 2)
-        hashes.append(phash(image.crop((margin_x, margin_y, width - margin_x, height - margin_y))))
-    return tuple(hashes)
+    """The VARIANTS hashes of image, in VARIANTS order (NO_HASH for a near-constant view).
+
+    The views are area-averaged (a box filter, not the full hash's Lanczos) from one
+    64x64 resampling of the frame; the comparisons between a view and another file's
+    full hash carry that difference within their radii (measured in
+    bench/near_duplicates_quality.py)."""
+    gray = grayscale(image)
+    if gray.width < 1 or gray.height < 1:
+        return (NO_HASH,) * len(VARIANTS)
+    grid = gray.resize((_GRID, _GRID), Image.Resampling.BOX)
+    pixels = np.frombuffer(grid.tobytes(), dtype=np.uint8).reshape(_GRID, _GRID)
+    pixels = pixels.astype(np.float64)
+    low = (_LEFT @ pixels @ _RIGHT).reshape(len(VARIANTS), -1)
+    ordered = np.sort(low, axis=1)
+    median = (ordered[:, 31] + ordered[:, 32]) * 0.5
+    bits = np.packbits(low > median[:, None], axis=1)
+    # Each view's pixel standard deviation, area-weighted as its samples are.
+    mean = ((_ROW_WEIGHT @ pixels) * _COLUMN_WEIGHT).sum(axis=1)
+    square = ((_ROW_WEIGHT @ (pixels * pixels)) * _COLUMN_WEIGHT).sum(axis=1)
+    flat = np.sqrt(np.maximum(square - mean * mean, 0)) < VARIANT_MIN_STD
+    return tuple(
+        NO_HASH if flat[index] else int.from_bytes(bits[index].tobytes(), "big")
+        for index in range(len(VARIANTS))
+    )
 
 
 def hamming(hash_a: int, hash_b: int) -> int:

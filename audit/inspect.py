@@ -5,6 +5,12 @@ sha256 and the structural walk run over those bytes; Pillow decodes them fully
 (for JPEG through `draft()`, which still entropy-decodes every block, so truncation
 and corrupt data are found, but skips most of the inverse DCT and colour work).
 
+A colour JPEG is decoded to YCbCr at that scale (draft("YCbCr")): its Y plane is byte
+for byte the grayscale plane draft("L") gave before (checked on 306 JPEGs: every pixel
+and every hash identical), so the hashes are unchanged, and Cb/Cr feed the colour
+measures of audit.measures at almost no cost (the entropy decode, which dominates, is
+paid either way). The quality measures are taken on that same decode: no second one.
+
 The pHash of a JPEG is computed on that reduced grayscale decode, so it is not
 imagehash's hash of the full decode: on 200 generated JPEGs, 128 differ, by 1.89 bits
 on average and at most 10 (see audit.hashing for the measurement and its command).
@@ -29,7 +35,7 @@ from typing import Any
 
 from PIL import Image, ImageFile, UnidentifiedImageError
 
-from audit import containers, formats, hashing
+from audit import containers, formats, hashing, measures
 from audit.dataset import FileEntry
 
 # Files above this size are memory-mapped rather than read into memory.
@@ -62,6 +68,7 @@ class Facts:
     sha256: str = ""
     phash: int | None = None  # 64-bit pHash; None when the pixels were not decoded
     phash_zoom: tuple[int, ...] = ()  # pHashes of the centred crops (hashing.ZOOMS)
+    measures: measures.Measures | None = None  # quality measures; None when not decoded
 
     @property
     def pixels(self) -> int | None:
@@ -158,7 +165,23 @@ def _decode(data, structure: containers.Structure, max_pixels: int) -> dict[str,
 
 
 def _decode_with_pillow(data, structure: containers.Structure, max_pixels: int) -> dict[str, Any]:
-    stream = io.BytesIO(data) if isinstance(data, bytes) else data
+    observed = _decode_once(data, structure, max_pixels, colour=True)
+    if observed.get("_colour_refused"):
+        # libjpeg refuses YCbCr output for a JPEG stored in RGB (Adobe transform 0): decode
+        # it in RGB, once, for the measures; its grayscale is libjpeg's draft("L") plane.
+        observed = _decode_once(data, structure, max_pixels, colour=False)
+    observed.pop("_colour_refused", None)
+    return observed
+
+
+def _decode_once(
+    data, structure: containers.Structure, max_pixels: int, colour: bool
+) -> dict[str, Any]:
+    if isinstance(data, bytes):
+        stream = io.BytesIO(data)
+    else:  # an mmap: read from its start (a retry reads it again)
+        data.seek(0)
+        stream = data
     observed: dict[str, Any] = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Pillow's EXIF/palette chatter is not a finding
@@ -183,23 +206,53 @@ def _decode_with_pillow(data, structure: containers.Structure, max_pixels: int) 
             observed["orientation"] = _orientation(image)
             if image.width * image.height > max_pixels:
                 return observed  # a decompression bomb is never decoded
+            ycbcr = False
             try:
                 if image.format == "JPEG":
                     # Smallest JPEG scale that still gives >= 32 px for the 32x32 pHash
                     # (the hash then differs from a full decode's: see audit.hashing).
-                    image.draft("L", (32, 32))
-                with strict_decoding(), nested_images_limited(max_pixels):
-                    image.load()
+                    # YCbCr only changes the output of a colour JPEG (mode RGB): its Y
+                    # plane is what "L" gave; other JPEGs decode as with "L". A JPEG
+                    # stored in RGB (colour=False, after libjpeg refused YCbCr) decodes
+                    # in RGB: Pillow's RGB -> L is libjpeg's RGB -> gray (the same
+                    # fixed-point weights and rounding; byte for byte on 42 such files,
+                    # tests/test_quality.py), so its hashes are those of draft("L").
+                    ycbcr = colour and image.mode == "RGB"
+                    stored_rgb = not colour and image.mode == "RGB"
+                    image.draft("YCbCr" if ycbcr else "RGB" if stored_rgb else "L", (32, 32))
+                try:
+                    with strict_decoding(), nested_images_limited(max_pixels):
+                        image.load()
+                except Exception:
+                    if ycbcr:
+                        return {"_colour_refused": True}
+                    raise
                 if structure.first_frame is not None:
                     checked = containers.check_first_frame(structure, image)
                     if checked is not structure:
                         observed["structure"] = checked
-                observed["phash"] = hashing.phash(image)
-                observed["phash_zoom"] = hashing.zoom_phashes(image)
+                # One grayscale plane for both hashes (each would convert otherwise).
+                if image.mode == "YCbCr":
+                    plane = image.getchannel(0)
+                else:
+                    plane = hashing.grayscale(image)
+                observed["phash"] = hashing.phash(plane)
+                observed["phash_zoom"] = hashing.zoom_phashes(plane)
                 observed["decoded"] = True
             except Exception as error:
                 observed["decode_error"] = _describe(error)
+                return observed
+            observed["measures"] = _measures_of(image)
     return observed
+
+
+def _measures_of(image: Image.Image) -> measures.Measures | None:
+    """The quality measures of a decoded image; None if measuring fails (never a finding
+    about the file: the decode succeeded)."""
+    try:
+        return measures.measure(image)
+    except Exception:
+        return None
 
 
 # Pillow decodes a truncated file without complaint while the process-wide

@@ -44,6 +44,8 @@ class FileRecord:
     findings: tuple[Finding, ...] = ()
     split: str = ""  # '' for a layout without splits
     phash_zoom: tuple[int, ...] = ()  # pHashes of centred crops (see audit.hashing.ZOOMS)
+    # Quality measures as plain values in audit.measures.FIELDS order; () when not measured.
+    measures: tuple = ()
 
     @property
     def severity(self) -> str:
@@ -67,6 +69,7 @@ class FileRecord:
                 self.findings,
                 self.split,
                 self.phash_zoom,
+                self.measures,
             ),
         )
 

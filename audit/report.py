@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -43,6 +43,19 @@ MAX_INFO_ROWS = 200
 MAX_SCATTER_POINTS = 4000
 MAX_GROUPS_SHOWN = 150  # duplicate groups drawn in the HTML page (duplicates.csv has all)
 MAX_MEMBERS_SHOWN = 8
+
+# Signal over noise: an info code is "widespread" when more than this share of the usable
+# files carry it, and at least WIDESPREAD_MIN_FILES of them. A widespread code describes the
+# dataset, not a file (a folder of PNG cut-outs: every file is RGBA and lacks a JFIF marker),
+# so report.html and report.md say it once, as a dataset finding with its count, and leave it
+# off each file's row; images.csv and findings.csv keep it per file for filtering. Usable
+# files are the population training reads; unusable ones are listed for their errors anyway.
+# Below the minimum the file list is short enough to read row by row. Warnings and errors are
+# never folded: each one is about its own file. Severity counts and exit codes do not change.
+WIDESPREAD_INFO_SHARE = 0.5
+WIDESPREAD_MIN_FILES = 10
+MAX_WIDESPREAD_REASONS = 3  # a widespread code's line counts its reasons when this few differ
+_MAX_REASONS_TRACKED = MAX_WIDESPREAD_REASONS + 1  # one more tells "too many to quote"
 
 
 @dataclass
@@ -82,8 +95,13 @@ class _Collector:
         self.code_counts = Counter({code: 0 for code in CODES})
         self.flagged: list[FileRecord] = []
         self.flagged_total = 0
-        self.info_rows: list[FileRecord] = []
-        self.info_total = 0
+        # Info-only files, by their set of codes: which codes are widespread is known only at
+        # the end, and a file whose codes are all widespread is then not listed. The sets are
+        # few (subsets of the info codes), each keeps its first MAX_INFO_ROWS files in order.
+        self.info_groups: dict[frozenset[str], list[tuple[int, FileRecord]]] = {}
+        self.info_group_totals: Counter[frozenset[str]] = Counter()
+        self.usable_code_counts: Counter[str] = Counter()
+        self.info_reasons: dict[str, Counter[str]] = {}
         self.samples: dict[str, list[FileRecord]] = {name: [] for name in classes}
         self._samples_per_class = max(
             1, min(SAMPLES_PER_CLASS, MAX_SAMPLES // max(len(classes), 1))
@@ -93,6 +111,22 @@ class _Collector:
         self._outlier_rows = outlier_rows
         self.error_lines: list[str] = []
         self.jfif: Counter[str] = Counter()
+
+    def info_rows(self, widespread: Iterable[str]) -> tuple[list[FileRecord], int, int]:
+        """Info-only files with a finding that is not widespread (the first MAX_INFO_ROWS, in
+        scan order), how many such files there are, and how many are left out because all
+        their codes are widespread."""
+        folded = set(widespread)
+        listed: list[tuple[int, FileRecord]] = []
+        total = left_out = 0
+        for key, count in self.info_group_totals.items():
+            if key <= folded:
+                left_out += count
+            else:
+                total += count
+                listed += self.info_groups[key]
+        listed.sort(key=lambda item: item[0])
+        return [record for _, record in listed[:MAX_INFO_ROWS]], total, left_out
 
     def add(self, row: int, record: FileRecord, severity: str, codes: tuple[str, ...]) -> None:
         usable = severity != "error"
@@ -105,9 +139,18 @@ class _Collector:
             if len(self.flagged) < MAX_FLAGGED_ROWS:
                 self.flagged.append(record)
         elif severity == "info":
-            self.info_total += 1
-            if len(self.info_rows) < MAX_INFO_ROWS:
-                self.info_rows.append(record)
+            key = frozenset(codes)
+            self.info_group_totals[key] += 1
+            group = self.info_groups.setdefault(key, [])
+            if len(group) < MAX_INFO_ROWS:
+                group.append((row, record))
+        if usable:
+            self.usable_code_counts.update(codes)
+            for finding in record.findings:
+                if finding.severity == "info":
+                    reasons = self.info_reasons.setdefault(finding.code, Counter())
+                    if finding.reason in reasons or len(reasons) < _MAX_REASONS_TRACKED:
+                        reasons[finding.reason] += 1
         if severity == "error":
             for finding in record.findings:
                 if finding.severity == "error":
@@ -168,6 +211,47 @@ def write_reports(
     return WrittenReports(summary, files, collector.error_lines)
 
 
+def widespread_info_codes(usable_code_counts: Mapping[str, int], usable: int) -> dict[str, int]:
+    """Info codes carried by most usable files (see WIDESPREAD_INFO_SHARE): code -> how many
+    usable files carry it, most common first. Never a warning or an error code."""
+    widespread = {
+        code: count
+        for code, count in usable_code_counts.items()
+        if code in CODES
+        and CODES[code][0] == "info"
+        and count >= WIDESPREAD_MIN_FILES
+        and count > WIDESPREAD_INFO_SHARE * usable
+    }
+    return dict(sorted(widespread.items(), key=lambda item: (-item[1], item[0])))
+
+
+def _widespread_findings(collector: _Collector) -> list[dict]:
+    """One info line per widespread code, for summary.json's dataset_findings."""
+    lines = []
+    widespread = widespread_info_codes(collector.usable_code_counts, collector.usable)
+    for code, count in widespread.items():
+        reasons = collector.info_reasons.get(code, Counter()).most_common()
+        if len(reasons) == 1 and reasons[0][0]:  # one reason for every file: say it
+            what = reasons[0][0]
+        elif 1 < len(reasons) <= MAX_WIDESPREAD_REASONS:  # a few kinds (modes): count each
+            what = "; ".join(f"{reason} ({n})" for reason, n in reasons)
+        else:  # reasons that differ per file (measured values) are for images.csv
+            what = CODES[code][1]
+        lines.append(
+            {
+                "code": code,
+                "severity": CODES[code][0],
+                "reason": f"{count} of {collector.usable} usable files: {what}. "
+                "Said once here instead of on each file; per file in images.csv.",
+                "subjects": [],
+                "files": count,
+                "usable": collector.usable,
+                "widespread": True,
+            }
+        )
+    return lines
+
+
 def build_summary(collector: _Collector, context: ReportContext) -> dict:
     """The summary.json document (see README, "Report contract")."""
     lifted, placed = context.registry.summary_entries(context.checks.sections)
@@ -204,7 +288,9 @@ def build_summary(collector: _Collector, context: ReportContext) -> dict:
                 "subjects": list(f.subjects),
             }
             for f in context.dataset_findings
-        ],
+        ]
+        # After the checks' findings, and left out of `worst` above: info never changes it.
+        + _widespread_findings(collector),
         "thresholds": context.thresholds.as_dict(),
         "checks": {},
         "jfif_filter_comparison": {
@@ -263,6 +349,8 @@ def render_html(summary: dict, collector: _Collector, context: ReportContext) ->
     flagged = sorted(
         collector.flagged, key=lambda record: (severity_order[record.severity], record.path)
     )
+    widespread = _widespread_codes(summary)
+    info_rows, info_total, info_left_out = collector.info_rows(widespread)
     # What each check's section gives the page (the scatter's bounds, the duplicates' figures).
     values = context.registry.report_values(context.checks.sections)
     template = _environment.get_template("report.html.j2")
@@ -281,8 +369,10 @@ def render_html(summary: dict, collector: _Collector, context: ReportContext) ->
         ),
         flagged=[(record, thumb(record)) for record in flagged],
         flagged_total=collector.flagged_total,
-        info_rows=collector.info_rows,
-        info_total=collector.info_total,
+        info_rows=info_rows,
+        info_total=info_total,
+        info_left_out=info_left_out,
+        widespread=widespread,
         class_chart=Markup(charts.class_bar_chart(summary["classes"])),
         scatter=Markup(charts.resolution_scatter(collector.points, values.get("scatter_bounds"))),
         scatter_sampled=len(collector.points) < collector.usable,
@@ -313,6 +403,11 @@ def _duplicate_groups(rows: list[dict], thumb_path) -> list[dict]:
             }
         )
     return shown
+
+
+def _widespread_codes(summary: dict) -> list[str]:
+    """The widespread info codes that summary.json's dataset_findings name."""
+    return [f["code"] for f in summary["dataset_findings"] if f.get("widespread")]
 
 
 def _issue_rows(summary: dict) -> list[dict]:

@@ -26,6 +26,15 @@ from audit.escaping import for_report, from_report
 from audit.records import FileRecord
 
 SUMMARY_NAME = "summary.json"
+# images.csv's quality columns: (column, index in audit.measures.FIELDS, digits)
+_QUALITY = (
+    ("dark_level", 0, 3),
+    ("bright_level", 1, 3),
+    ("contrast", 2, 1),
+    ("focus", 3, 3),
+    ("color_spread", 4, 1),
+)
+QUALITY_COLUMNS = tuple(column for column, _, _ in _QUALITY)
 REQUIRED_SUMMARY_KEYS = ("tool", "root", "files", "usable", "severity_counts", "classes")
 RESCAN = "re-scan the dataset (python -m audit scan ROOT --out REPORT_DIR)"
 
@@ -60,6 +69,8 @@ IMAGES = ReportTable(
         "reasons",
         "phash_zoom",
         "mtime_ns",
+        # quality measures (audit.measures), empty when not measured
+        *QUALITY_COLUMNS,
     ),
 )
 FINDINGS = ReportTable("findings", ("path", "label", "severity", "code", "reason"))
@@ -504,4 +515,14 @@ def image_values(record: FileRecord, severity: str, codes: tuple[str, ...]) -> t
         for_report(" | ".join(finding.reason for finding in record.findings)),
         hashing.zoom_to_hex(record.phash_zoom),
         record.mtime_ns,
+        *_quality_values(record.measures),
+    )
+
+
+def _quality_values(measures: tuple) -> tuple:
+    if not measures:
+        return ("",) * len(_QUALITY)
+    return tuple(
+        "" if measures[index] is None else round(measures[index], digits)
+        for _, index, digits in _QUALITY
     )

@@ -239,7 +239,7 @@ def _write_spool(record: FileRecord, spool) -> None:
     marshal.dump(
         (record.path, record.label, record.bytes, record.format, record.mode, record.width,
          record.height, record.sha256, record.phash, record.mtime_ns, findings, record.split,
-         record.phash_zoom),
+         record.phash_zoom, record.measures),
         spool,
     )  # fmt: skip
 
@@ -252,10 +252,10 @@ def _read_spool(spool) -> Iterator[FileRecord]:
         except EOFError:
             return
         (path, label, size, format_, mode, width, height, sha256, phash, mtime_ns, found,
-         split, zoom) = fields  # fmt: skip
+         split, zoom, quality) = fields  # fmt: skip
         findings = tuple(Finding(code, reason) for code, reason in found)
         yield FileRecord(path, label, size, format_, mode, width, height, sha256, phash,
-                         mtime_ns, findings, split, zoom)  # fmt: skip
+                         mtime_ns, findings, split, zoom, quality)  # fmt: skip
 
 
 def layout_findings(layout: Layout) -> list[DatasetFinding]:

@@ -12,9 +12,18 @@ from array import array
 import numpy as np
 
 from audit.hashing import ZOOMS
+from audit.measures import FIELDS
 from audit.records import FileRecord
 
 _NO_ZOOM = (0,) * len(ZOOMS)  # the crop-hash columns of a row without hashes
+_SPREAD = FIELDS.index("colour_spread")
+_CONTRAST = FIELDS.index("contrast")
+# The quality findings that make a file a worse keeper of a duplicate group (the codes of
+# audit.checks.quality's per-file judgement; the per-file findings are on the record
+# before any dataset check runs).
+QUALITY_WARNINGS = frozenset({"low_information", "dark", "overexposed", "blurry"})
+_SUMS = slice(FIELDS.index("sum_r"), FIELDS.index("pixels") + 1)  # 3 sums, 3 squares, pixels
+_NO_SUMS = (0.0,) * 7
 
 
 class ScanTable:
@@ -37,6 +46,12 @@ class ScanTable:
         self._zoom = array("Q")  # len(ZOOMS) per row
         self._has_phash = bytearray()
         self._sha256 = bytearray()
+        self._low_information = bytearray()
+        self._measured = bytearray()
+        self._colour_spread = array("d")  # NaN: not measured, or a one-channel file
+        self._contrast = array("d")  # NaN: not measured
+        self._quality_warning = bytearray()
+        self._channel_sums = array("d")  # 7 per row: R, G, B sums, their squares, pixels
 
     def append(self, record: FileRecord) -> None:
         """Add one record's columns (in the order rows are written)."""
@@ -54,6 +69,15 @@ class ScanTable:
             raise ValueError(f"phash_zoom holds one hash per zoom in {ZOOMS}, got {zoom!r}")
         self._zoom.extend(zoom)
         self._sha256 += bytes.fromhex(record.sha256) if record.sha256 else bytes(32)
+        codes = {finding.code for finding in record.findings}
+        self._low_information.append("low_information" in codes)
+        self._quality_warning.append(bool(codes & QUALITY_WARNINGS))
+        quality = record.measures
+        self._measured.append(bool(quality))
+        spread = quality[_SPREAD] if quality else None
+        self._colour_spread.append(float("nan") if spread is None else float(spread))
+        self._contrast.append(float(quality[_CONTRAST]) if quality else float("nan"))
+        self._channel_sums.extend(quality[_SUMS] if quality else _NO_SUMS)
 
     def __len__(self) -> int:
         return len(self._label)
@@ -106,6 +130,42 @@ class ScanTable:
     def sha256(self) -> np.ndarray:
         """32-byte digests as a (n, 32) uint8 array (zeros where unreadable)."""
         return self._column(self._sha256, np.uint8, 32)
+
+    @property
+    def low_information(self) -> np.ndarray:
+        """bool: the file got the low_information finding (near-constant pixels, whose
+        pHash is noise); False for undecodable rows."""
+        return self._column(self._low_information, np.bool_)
+
+    @property
+    def contrast(self) -> np.ndarray:
+        """float64: the largest R, G or B standard deviation in 8-bit levels at the measures'
+        view (audit.measures), for every measured file, errors included; NaN where not
+        measured."""
+        return self._column(self._contrast, np.float64)
+
+    @property
+    def quality_warning(self) -> np.ndarray:
+        """bool: the file got a per-file quality warning (QUALITY_WARNINGS: blurry, dark,
+        overexposed, low_information)."""
+        return self._column(self._quality_warning, np.bool_)
+
+    @property
+    def measured(self) -> np.ndarray:
+        """bool: the file's quality measures are known (audit.measures)."""
+        return self._column(self._measured, np.bool_)
+
+    @property
+    def colour_spread(self) -> np.ndarray:
+        """float64: the 99th percentile of max(R,G,B) - min(R,G,B) in 8-bit levels; NaN
+        for a file that stores one channel or was not measured."""
+        return self._column(self._colour_spread, np.float64)
+
+    @property
+    def channel_sums(self) -> np.ndarray:
+        """(n, 7) float64: per-channel sums and sums of squares of the measured view at
+        0..1 (R, G, B, R², G², B²) and its pixel count; zeros where not measured."""
+        return self._column(self._channel_sums, np.float64, 7)
 
     def mark_unusable(self, rows) -> None:
         """Record that a dataset check found an error in these rows."""

@@ -12,7 +12,7 @@ import struct
 import zlib
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
 
 def photo_like(width: int = 64, height: int = 48, seed: int = 0, mode: str = "RGB") -> Image.Image:
@@ -68,6 +68,60 @@ def _text_watermark(image: Image.Image) -> Image.Image:
     return Image.alpha_composite(base, layer).convert("RGB")
 
 
+def caption_bar(image: Image.Image, fraction: float = 0.10, edge: str = "bottom") -> Image.Image:
+    """A black strip with white text along one edge, covering fraction of the frame."""
+    out = image.convert("RGB")
+    width, height = out.size
+    thick_y, thick_x = max(1, round(height * fraction)), max(1, round(width * fraction))
+    box = {
+        "bottom": (0, height - thick_y, width, height),
+        "top": (0, 0, width, thick_y),
+        "left": (0, 0, thick_x, height),
+        "right": (width - thick_x, 0, width, height),
+    }[edge]
+    draw = ImageDraw.Draw(out)
+    draw.rectangle((box[0], box[1], box[2] - 1, box[3] - 1), fill=(0, 0, 0))
+    size = max(8, min(box[2] - box[0], box[3] - box[1]) * 2 // 3)
+    draw.text((box[0] + 2, box[1] + 1), "NEWS 24 live", fill=(255, 255, 255),
+              font=ImageFont.load_default(size=size))  # fmt: skip
+    return out
+
+
+def corner_logo(image: Image.Image, fraction: float = 0.10, corner: str = "br") -> Image.Image:
+    """An opaque logo (a coloured box with a mark and text) in one corner, covering
+    fraction of the frame (its sides in the frame's proportions)."""
+    out = image.convert("RGB")
+    width, height = out.size
+    logo_w, logo_h = round(width * fraction**0.5), round(height * fraction**0.5)
+    left = 0 if corner[1] == "l" else width - logo_w
+    top = 0 if corner[0] == "t" else height - logo_h
+    draw = ImageDraw.Draw(out)
+    draw.rectangle((left, top, left + logo_w - 1, top + logo_h - 1), fill=(200, 30, 40))
+    draw.ellipse((left + logo_w // 8, top + logo_h // 8, left + logo_w // 2, top + logo_h // 2),
+                 fill=(255, 255, 255))  # fmt: skip
+    font = ImageFont.load_default(size=max(8, logo_h // 4))
+    draw.text((left + logo_w // 8, top + logo_h * 5 // 8), "TV", fill=(255, 255, 255), font=font)
+    return out
+
+
+def area_crop(image: Image.Image, fraction: float, anchor: str = "centre") -> Image.Image:
+    """A crop that removes fraction of the frame's area, keeping the frame's proportions:
+    anchored at the centre or at a corner ("tl", "tr", "bl", "br")."""
+    width, height = image.size
+    keep = (1 - fraction) ** 0.5
+    new_w, new_h = round(width * keep), round(height * keep)
+    if anchor == "centre":
+        left, top = (width - new_w) // 2, (height - new_h) // 2
+    else:
+        left = 0 if anchor[1] == "l" else width - new_w
+        top = 0 if anchor[0] == "t" else height - new_h
+    return image.crop((left, top, left + new_w, top + new_h))
+
+
+def mirrored(image: Image.Image) -> Image.Image:
+    return ImageOps.mirror(image)
+
+
 # The near-duplicate transforms of the duplicates issue: each output is "the same picture".
 TRANSFORMS = {
     "resized_50": lambda image: image.resize(
@@ -79,6 +133,9 @@ TRANSFORMS = {
     "brightened_20": lambda image: ImageEnhance.Brightness(image).enhance(1.2),
     "blurred_1": lambda image: image.filter(ImageFilter.GaussianBlur(1.0)),
     "watermarked": _text_watermark,
+    "caption_bar_10pct": caption_bar,
+    "corner_logo_10pct": corner_logo,
+    "crop_10pct_corner": lambda image: area_crop(image, 0.10, "tl"),
 }
 
 

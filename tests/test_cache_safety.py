@@ -19,6 +19,7 @@ from audit.cache import APPLICATION_ID, DEFAULT_NAME, Recheck, ScanCache
 from audit.checks import REGISTRY
 from audit.dataset import FileEntry, file_key
 from audit.errors import UnusableCache
+from audit.hashing import ZOOMS
 from audit.records import FileRecord, Finding
 from audit.scan import ScanResult, scan
 from tests.conftest import jpeg, write_dataset
@@ -328,7 +329,8 @@ def test_extreme_hashes_inodes_and_non_utf8_paths_round_trip(tmp_path):
         FileEntry("/data/cat/zero.jpg", "cat/zero.jpg", "cat", "train"),
         FileEntry("/data/cat/half.jpg", "cat/half.jpg", "cat"),
     ]
-    hashes = [(top, (top, 0)), (0, (0, top)), (1 << 63, ())]
+    rest = (0,) * (len(ZOOMS) - 1)  # one hash per variant view
+    hashes = [(top, (top, *rest)), (0, (*rest, top)), (1 << 63, ())]
     keys = [(10, 5, top), (11, -7, 0), (12, 9, 1 << 63)]  # an inode past 2**63, mtime before 1970
     records = [
         FileRecord(
@@ -345,6 +347,8 @@ def test_extreme_hashes_inodes_and_non_utf8_paths_round_trip(tmp_path):
             (Finding("missing_jfif_marker", "reason with 'quotes', \"more\" and ; | ,"),),
             entry.split,
             zoom,
+            # A decoded record carries its quality measures (audit.measures.FIELDS order).
+            (0.5, 0.1, 20.0, 0.7, None, 1.5, 2.0, 2.5, 1.0, 1.5, 2.0, 12),
         )
         for index, (entry, key, (phash, zoom)) in enumerate(zip(entries, keys, hashes, strict=True))
     ]

@@ -129,3 +129,17 @@ def test_jpeg_draft_decode_against_imagehash_full_decode(tmp_path):
         f"max {found.max()}"
     )
     assert found.mean() <= 4 and found.max() <= 16
+
+
+def test_variant_hashes_one_per_view_and_none_for_flat_views():
+    from audit.hashing import MIRROR_INDEX, NO_HASH, VARIANTS, ZOOMS, zoom_phashes
+
+    assert ZOOMS == VARIANTS  # the name the columns are sized by
+    picture = photo_like(160, 120, seed=3)
+    hashes = zoom_phashes(picture)
+    assert len(hashes) == len(VARIANTS) and NO_HASH not in hashes
+    assert zoom_phashes(Image.new("RGB", (90, 60), (250, 250, 250))) == (NO_HASH,) * len(VARIANTS)
+    # The mirror view of a picture is (close to) the full hash of its mirror image.
+    flipped = picture.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    assert hamming(hashes[MIRROR_INDEX], phash(flipped)) <= 6
+    assert hamming(hashes[MIRROR_INDEX], phash(picture)) > 12

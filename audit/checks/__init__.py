@@ -17,14 +17,23 @@ from audit.checks.base import Check, DatasetChecksResult, Registry, Threshold, T
 from audit.checks.duplicates import DuplicatesCheck
 from audit.checks.integrity import DEFAULT_MAX_PIXELS, IntegrityCheck
 from audit.checks.names import NamesCheck
+from audit.checks.quality import QualityCheck
 from audit.checks.resolution import ResolutionCheck
 from audit.inspect import Facts
 from audit.records import Finding
 
-# Integrity before resolution (it skips files with errors); duplicates before balance
-# (label conflicts are not counted as usable).
+# Integrity before resolution and quality (they skip files with errors); duplicates
+# before quality and balance (label conflicts are not counted as usable, neither in the
+# channel statistics nor in the class counts).
 REGISTRY = Registry(
-    [IntegrityCheck(), NamesCheck(), ResolutionCheck(), DuplicatesCheck(), BalanceCheck()]
+    [
+        IntegrityCheck(),
+        NamesCheck(),
+        ResolutionCheck(),
+        DuplicatesCheck(),
+        QualityCheck(),
+        BalanceCheck(),
+    ]
 )
 
 

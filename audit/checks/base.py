@@ -45,6 +45,7 @@ class Threshold:
     above_minimum: bool = False
     per_file: bool = False
     metavar: str = "N"
+    flag: bool = False  # an on/off option (0 or 1): the CLI takes a bare --name for 1
 
     @property
     def option(self) -> str:
@@ -282,6 +283,16 @@ class Registry:
         """One CLI option per threshold (--name-with-dashes), validated at parse time."""
         group = parser.add_argument_group("thresholds (every one is written to summary.json)")
         for spec in self.threshold_specs():
+            if spec.flag:
+                group.add_argument(
+                    spec.option,
+                    dest=spec.name,
+                    action="store_const",
+                    const=1,
+                    default=spec.default,
+                    help=spec.help,
+                )
+                continue
             default = f"{spec.default:,}" if spec.is_integer else f"{spec.default:g}"
             group.add_argument(
                 spec.option,
