@@ -1,5 +1,5 @@
-"""Input scaling measured: x / 255 (rescale, the default) against per-channel
-standardisation with the training images' statistics (channel), at equal steps.
+"""Input scaling measured: per-channel standardisation with the training images' statistics
+(channel, the default) against x / 255 (rescale, 0.1.0's), at equal steps.
 
 Trains the baseline CNN and the small Xception of --preset cpu-small on the demo digits
 (--no-flip: a mirrored digit is another digit) with each scaling, from the same seed, and

@@ -284,6 +284,10 @@ def test_cli_verdict_table_and_exit_codes(separable, tmp_path, capsys):
     assert cli.main(common + ["--stages", "init_loss,overfit_one_batch"]) == 0
     out = capsys.readouterr().out
     assert "initial_loss_is_prior_entropy" in out and "PASS" in out and "Run folder:" in out
+    # Flips on, a scan that did not look for mirrored copies: said once, with the way out.
+    assert "did not look for mirrored copies" in out
+    assert cli.main(common + ["--stages", "init_loss", "--no-flip", "--run-id", "noflip"]) == 0
+    assert "mirrored copies" not in capsys.readouterr().out
     assert (
         cli.main(common + ["--stages", "init_loss", "--bias", "zero", "--run-id", "zero-bias"]) == 1
     )

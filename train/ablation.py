@@ -485,7 +485,15 @@ def judge_chain_stage(ablation: Ablation, name: str) -> StageResult:
         result,
         context,
         trained.history,
-        reference=(builds_on, ablation.status(builds_on)),
+        reference=(
+            builds_on
+            + (
+                f", the same run as {ablation.same_run_as[builds_on]}"
+                if builds_on in ablation.same_run_as
+                else ""
+            ),
+            ablation.status(builds_on),
+        ),
         spec=spec,
     )
 

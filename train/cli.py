@@ -206,6 +206,12 @@ def run_stages(args: argparse.Namespace) -> int:
             "their validation "
             "figures mean little"
         )
+    if config.flip and not examples.mirrors_searched:
+        print(
+            "note: training flips images, and the audit did not look for mirrored copies: a "
+            "mirrored copy in validation is seen in training. Scan with --mirror to keep them "
+            "on one side, or train with --no-flip"
+        )
     refuse_inside_dataset(examples.root, Path(args.runs_dir), "--runs-dir")
     outcome = run_recipe(split, config, names, runs_dir=args.runs_dir, run_id=args.run_id)
     print(outcome.table())

@@ -49,6 +49,9 @@ class Examples:
     splits: list[str]  # the report's split of each file ('' without splits)
     groups: np.ndarray  # duplicate group id, -1 when none
     skipped_errors: int = 0  # files left out because the audit found an error
+    # Whether the scan also looked for mirrored copies (--mirror): without it, a mirrored
+    # copy on the other side of the split is not in any group.
+    mirrors_searched: bool = False
 
 
 @dataclass
@@ -99,6 +102,7 @@ def load_examples(
         splits=[row.split for row in usable],
         groups=np.array([groups.get(row.report_path, -1) for row in usable], dtype=np.int64),
         skipped_errors=len(rows) - len(usable),
+        mirrors_searched=bool((report.summary.get("thresholds") or {}).get("mirror")),
     )
 
 
@@ -125,6 +129,7 @@ def without_empty_classes(examples: Examples) -> tuple[Examples, list[str]]:
         splits=examples.splits,
         groups=examples.groups,
         skipped_errors=examples.skipped_errors,
+        mirrors_searched=examples.mirrors_searched,
     )
     return narrowed, left_out
 

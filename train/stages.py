@@ -771,18 +771,25 @@ def capacity(context: Context) -> StageResult:
     wider_losses = training_losses(model, context, labels)
     base_losses = training_losses(base_model, context, labels)
     differences = base_losses - wider_losses
-    gain = float(differences.mean())
     margin = paired_margin(differences, context.config.capacity_margin)
+    # Lower than the baseline's by the margin, or already near zero: a baseline that fits the
+    # training images leaves nothing to beat (with channel normalisation the baseline reached
+    # 4e-5 nats on the separable test set).
+    threshold = max(float(base_losses.mean()) - margin, context.config.capacity_margin)
+    wider = float(wider_losses.mean())
     signal = baseline_verdicts(context, history)[0]
     result.verdicts = [
         Verdict(
             "wider_model_lower_training_loss",
-            gain,
-            margin,
-            gain >= margin,
-            "value >= threshold",
-            f"mean training loss {wider_losses.mean():.4f} (wider) vs {base_losses.mean():.4f} "
-            "(baseline), on the training images without augmentation",
+            wider,
+            threshold,
+            wider <= threshold,
+            "value <= threshold",
+            f"mean training loss {wider:.4f} (wider) vs {base_losses.mean():.4f} (baseline), on "
+            f"the training images without augmentation; threshold: the baseline's less {margin:.4f}"
+            f" (2 standard errors of the per-image difference, at least "
+            f"{context.config.capacity_margin:g}), or {context.config.capacity_margin:g} when "
+            "the baseline already fits",
         ),
         Verdict(
             "wider_model_validation_beats_prior",
