@@ -187,7 +187,7 @@ def test_overfit_fails_on_identical_grey_images(tmp_path):
 def test_shuffled_labels_fails_when_inputs_carry_nothing(tmp_path_factory, tmp_path):
     # Noise only: the real labels are no easier to fit than shuffled ones.
     _, _, split = audited_split(tmp_path_factory, "noise")
-    outcome = run_one(split, "shuffled_labels", FAST, tmp_path)
+    outcome = run_one(split, "shuffled_labels", replace(FAST, image_size=16), tmp_path)
     verdict = verdicts(outcome, "shuffled_labels")["real_labels_fit_better_than_shuffled"]
     assert not verdict.passed
     assert outcome.results[0].status in ("fail", "not_converged") and outcome.sanity_failed
@@ -235,7 +235,7 @@ def test_capacity_fails_on_shuffled_labels(tmp_path_factory, tmp_path, seed):
     root = colour_dataset(folder / "data", {"blue": 20, "red": 12}, mode="shuffled", seed=seed)
     scan(root, folder / "report", jobs=1)
     split = split_examples(load_examples(folder / "report"), 0.25, seed)
-    config = replace(FAST, seed=seed, image_size=16, steps=80, evaluations=4)
+    config = replace(FAST, seed=seed, image_size=16, steps=80, evaluations=2)
     outcome = run_one(split, "capacity", config, tmp_path)
     found = verdicts(outcome, "capacity")
     assert not found["wider_model_validation_beats_prior"].passed
