@@ -646,13 +646,18 @@ def overfit_one_batch(context: Context) -> StageResult:
     return result
 
 
-def training_losses(model, context: Context, labels: np.ndarray) -> np.ndarray:
-    """Per-image cross-entropy of model on the training images (inference mode, no
-    augmentation) against labels, in training-set order."""
+def per_image_losses(model, context: Context, part: str, labels=None) -> np.ndarray:
+    """Per-image cross-entropy of model (inference mode, no augmentation) on the training or
+    validation images, in their order, against labels (the part's own by default)."""
     import keras
 
+    if part == "train":
+        paths, own = context.split.train_paths, context.split.train_labels
+    else:
+        paths, own = context.split.val_paths, context.split.val_labels
+    labels = own if labels is None else labels
     pipeline = data.make_dataset(
-        context.split.train_paths,
+        paths,
         labels,
         context.config.image_size,
         context.config.batch_size,
@@ -685,8 +690,10 @@ def shuffled_labels(context: Context) -> StageResult:
     real_model, real = context.baseline()
     shuffled_model = context.build("simple_cnn", width=context.config.width)
     shuffled = context.fit(shuffled_model, "shuffled labels", shuffled_labels=True)
-    real_losses = training_losses(real_model, context, context.split.train_labels)
-    shuffled_losses = training_losses(shuffled_model, context, context.shuffled_train_labels())
+    real_losses = per_image_losses(real_model, context, "train")
+    shuffled_losses = per_image_losses(
+        shuffled_model, context, "train", context.shuffled_train_labels()
+    )
     differences = shuffled_losses - real_losses
     gap = float(differences.mean())
     margin = paired_margin(differences, context.config.label_margin)
@@ -714,11 +721,21 @@ def shuffled_labels(context: Context) -> StageResult:
     return result
 
 
-def baseline_verdicts(context: Context, history: dict[str, list[float]]) -> list[Verdict]:
-    """The baseline's claim: its best validation loss beats predicting the training prior."""
-    prior_loss = float(prior_validation_losses(context).mean())
+def baseline_verdicts(context: Context, model, history: dict[str, list[float]]) -> list[Verdict]:
+    """The claim that a model learned: its best validation loss beats predicting the training
+    prior by more than validation noise: the configured margin, two standard errors of the
+    prior's per-image loss, and two standard errors of the per-image difference between the
+    trained model (as it ended) and the prior on the same images. The last one matters on a
+    small validation set: on 6 validation images, a model of shuffled labels beat the
+    prior's loss by more than the prior's own noise."""
+    prior_losses = prior_validation_losses(context)
+    prior_loss = float(prior_losses.mean())
+    margin = chance_margin(context, context.config.baseline_margin)
+    if len(context.split.val_labels):
+        differences = per_image_losses(model, context, "val") - prior_losses
+        margin = paired_margin(differences, margin)
     best = min(history["val_loss"])
-    threshold = prior_loss - chance_margin(context, context.config.baseline_margin)
+    threshold = prior_loss - margin
     return [
         Verdict(
             "validation_loss_beats_prior",
@@ -727,7 +744,8 @@ def baseline_verdicts(context: Context, history: dict[str, list[float]]) -> list
             best <= threshold,
             "value <= threshold",
             f"best validation loss {best:.4f} "
-            f"vs {prior_loss:.4f} for predicting the training prior",
+            f"vs {prior_loss:.4f} for predicting the training prior, less a noise margin "
+            f"{margin:.4f}",
         ),
     ]
 
@@ -742,7 +760,7 @@ def baseline(context: Context) -> StageResult:
         model="simple_cnn",
     )
     model, history = context.baseline()
-    result.verdicts = baseline_verdicts(context, history)
+    result.verdicts = baseline_verdicts(context, model, history)
     result.history = history
     # The baseline run's own training time: shuffled_labels may have trained it already.
     result.summary = run_summary(
@@ -767,9 +785,8 @@ def capacity(context: Context) -> StageResult:
     base_model, base = context.baseline()
     model = context.build("wider_cnn", width=context.config.width, multiplier=multiplier)
     history = context.fit(model, "capacity")
-    labels = context.split.train_labels
-    wider_losses = training_losses(model, context, labels)
-    base_losses = training_losses(base_model, context, labels)
+    wider_losses = per_image_losses(model, context, "train")
+    base_losses = per_image_losses(base_model, context, "train")
     differences = base_losses - wider_losses
     margin = paired_margin(differences, context.config.capacity_margin)
     # Lower than the baseline's by the margin, or already near zero: a baseline that fits the
@@ -777,7 +794,7 @@ def capacity(context: Context) -> StageResult:
     # 4e-5 nats on the separable test set).
     threshold = max(float(base_losses.mean()) - margin, context.config.capacity_margin)
     wider = float(wider_losses.mean())
-    signal = baseline_verdicts(context, history)[0]
+    signal = baseline_verdicts(context, model, history)[0]
     result.verdicts = [
         Verdict(
             "wider_model_lower_training_loss",
