@@ -220,3 +220,13 @@ def test_a_class_of_one_image_is_named(tmp_path):
     split = split_examples(load_examples(tmp_path / "r"), 0.25, 0)
     assert split.details["thin_validation_classes"] == {"rare": 0}
     assert "leaked_groups" not in split.details  # a seeded split keeps groups on one side
+
+
+def test_the_mirror_note_only_where_flips_meet_an_audit_without_mirrors():
+    from train.cli import mirror_note
+
+    assert mirror_note(True, False, ["xception", "augment"]) is not None
+    assert mirror_note(True, False, ["bigger_model"]) is not None
+    assert mirror_note(False, False, ["augment"]) is None  # --no-flip
+    assert mirror_note(True, True, ["augment"]) is None  # scanned with --mirror
+    assert mirror_note(True, False, ["init_loss", "baseline", "xception"]) is None  # no flips

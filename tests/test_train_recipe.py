@@ -288,6 +288,58 @@ def test_ablation_rows_hold_each_stages_status(full_run):
         if reference and reference["verdict"] in BROKEN:
             assert row["verdict"] in ("collapsed", "invalid_reference"), stage
     assert rows["xception"]["verdict"] == "invalid_reference"
+    # Deeper down, the note names the root of the trouble, not only the stage above.
+    assert "at the root: baseline did not converge" in rows["augment"]["note"]
+    # A skipped early_stopping is the run it would repeat: bigger_model changes one thing
+    # against that run, so it trains without the callbacks.
+    if rows["early_stopping"]["verdict"] == "skipped":
+        assert rows["bigger_model"]["early_stopping"] == "False"
+
+
+def test_a_stage_folder_cut_off_while_written_is_noted_not_fatal(full_run, tmp_path):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(full_run.run_path, copy)
+    (copy / "99-augment").mkdir()
+    (copy / "99-augment" / "config.json").write_text("{}")
+    (copy / "98-dropout").mkdir()
+    (copy / "98-dropout" / "metrics.json").write_text('{"stage": "drop')  # cut off
+    assert cli.main(["report", str(copy)]) == 0
+    markdown = (copy / "ablation.md").read_text()
+    assert "- 98-dropout: incomplete" in markdown and "- 99-augment: incomplete" in markdown
+
+
+def test_runs_written_before_statuses_read_as_pass_fail_or_skipped(tmp_path):
+    # A 0.1.0 stage folder: no status, no steps, epochs only.
+    folder = tmp_path / "run" / "01-baseline"
+    folder.mkdir(parents=True)
+    summary = {
+        "model": "simple_cnn",
+        "options": {"width": 32},
+        "learning_rate": 0.001,
+        "image_size": 32,
+        "batch_size": 32,
+        "augment": False,
+        "early_stopping": False,
+        "epochs_run": 3,
+        "best_epoch": 3,
+        "best_val_loss": 0.5,
+        "best_val_accuracy": 0.8,
+        "final_loss": 0.4,
+        "final_accuracy": 0.85,
+        "final_val_loss": 0.5,
+        "final_val_accuracy": 0.8,
+        "train_seconds": 1.0,
+    }
+    metrics = {"stage": "baseline", "hypothesis": "h", "passed": False, "skipped": None}
+    (folder / "metrics.json").write_text(
+        json.dumps({**metrics, "verdicts": [], "summary": summary})
+    )
+    (folder / "history.csv").write_text("epoch,loss,val_loss\n1,0.6,0.6\n2,0.5,0.55\n3,0.4,0.5\n")
+    assert cli.main(["report", str(tmp_path / "run")]) == 0
+    row = _markdown_rows(tmp_path / "run")["baseline"]
+    assert row["verdict"] == "fail" and row["steps"] == "3 ep"
 
 
 def test_early_stopping_patience_fits_the_budget(split):

@@ -21,7 +21,7 @@ from train.config import TrainConfig
 from train.data import load_examples, split_examples
 from train.recipe import run_recipe
 from train.runs import StageResult, Verdict
-from train.stages import Context, judge, majority_rate
+from train.stages import Context, Reference, judge, majority_rate
 
 pytestmark = pytest.mark.slow
 CONFIG = TrainConfig(
@@ -72,11 +72,14 @@ def test_collapse_is_judged_against_the_majority_rate_and_its_noise(split):
     # Within validation noise of it (27 images: 2 standard errors = 0.18): not collapsed.
     assert judge(stage(True), context, history(rate - 0.05)).status == "pass"
     # A broken reference outranks the stage's own verdicts; collapse outranks both.
-    assert judge(stage(True), context, history(0.9), ("xception", "fail")).status == (
+    assert judge(stage(True), context, history(0.9), Reference("xception", "fail")).status == (
         "invalid_reference"
     )
-    assert judge(stage(True), context, history(0.2), ("xception", "fail")).status == "collapsed"
-    assert judge(stage(True), context, history(0.9), ("xception", "pass")).status == "pass"
+    assert (
+        judge(stage(True), context, history(0.2), Reference("xception", "fail")).status
+        == "collapsed"
+    )
+    assert judge(stage(True), context, history(0.9), Reference("xception", "pass")).status == "pass"
     # A failed verdict before the loss moved is a budget question; after, a failure.
     assert judge(stage(False), context, history(0.7, losses=(0.64, 0.63))).status == (
         "not_converged"

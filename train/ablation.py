@@ -23,7 +23,6 @@ Networks", as a Spanish article applied it to cats vs dogs.
 from __future__ import annotations
 
 import csv
-import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -35,7 +34,16 @@ import numpy as np
 
 from train import data, figures, models, stages
 from train.config import ABLATION, TrainConfig
-from train.runs import RunSpec, StageResult, Verdict, read_history, run_summary, stage_status
+from train.runs import (
+    RunSpec,
+    StageResult,
+    Verdict,
+    finished_stages,
+    incomplete_stages,
+    read_history,
+    run_summary,
+    stage_status,
+)
 from train.stages import Context, stratified_indices
 
 
@@ -219,14 +227,37 @@ class Ablation:
         self.same_run_as: dict[str, str] = {}
 
     def spec(self, stage: str) -> RunSpec:
-        """The stage's run spec: the baseline's, changed by each step on the way to the stage."""
+        """The stage's run spec: the baseline's, changed by each step on the way to the stage.
+        A stage whose run is another's (same_run_as) passes that run's spec on: the stages
+        built on it change one thing against the run they are compared with."""
         if stage == "baseline":
             return self.context.baseline_spec
         step = self.chain[stage]
-        return step.spec_change.apply(self.spec(step.builds_on))
+        builds_on = self.same_run_as.get(step.builds_on, step.builds_on)
+        return step.spec_change.apply(self.spec(builds_on))
+
+    def idle_early_stopping(self) -> str | None:
+        """Why the early_stopping run would repeat the run it builds on (its callbacks could not
+        fire on that run's validation curve), or None. Trains that run if needed."""
+        step = self.chain["early_stopping"]
+        stopping, reduce = self.patience(self.spec("early_stopping"))
+        losses = self.run(step.builds_on).history["val_loss"]
+        if stalls(losses, stopping) or stalls(losses, reduce, min_delta=1e-4):
+            return None
+        return (
+            f"early stopping would not trigger: {step.builds_on}'s validation loss never "
+            f"stalled for {stopping} evaluation(s) (nor {reduce} for the learning-rate "
+            f"schedule) in {len(losses)}; the run would repeat {step.builds_on}'s. Raise "
+            "--steps or --evaluations to see it act"
+        )
 
     def run(self, stage: str) -> Trained:
-        """The stage's run, trained on the first call only (the baseline is Context's)."""
+        """The stage's run, trained on the first call only (the baseline is Context's; an
+        early_stopping run that would repeat the one it builds on is that run)."""
+        if stage == "early_stopping" and stage not in self.trained and self.idle_early_stopping():
+            builds_on = self.chain[stage].builds_on
+            self.same_run_as[stage] = builds_on
+            self.trained[stage] = self.run(builds_on)
         if stage not in self.trained:
             spec = self.spec(stage)
             if stage == "baseline":
@@ -294,9 +325,13 @@ class Ablation:
                 self.results[stage] = judge_chain_stage(self, stage)
         return self.results[stage]
 
-    def status(self, stage: str) -> str:
-        """The status of the stage's run, as the stages built on it see it."""
-        return self.stage_result(self.same_run_as.get(stage, stage)).status
+    def reference(self, stage: str) -> stages.Reference:
+        """The stage's run as the stages built on it see it (a skipped early_stopping is the
+        run it would have repeated)."""
+        same = self.same_run_as.get(stage)
+        result = self.stage_result(same or stage)
+        label = f"{stage}, the same run as {same}" if same else stage
+        return stages.Reference(label, result.status, result.cause)
 
 
 def stalls(losses: list[float], patience: int, min_delta: float = 0.0) -> bool:
@@ -406,19 +441,12 @@ def judge_chain_stage(ablation: Ablation, name: str) -> StageResult:
         return result
     reference = ablation.run(builds_on)
     if name == "early_stopping":
-        stopping, reduce = ablation.patience(spec)
-        losses = reference.history["val_loss"]
-        if not stalls(losses, stopping) and not stalls(losses, reduce, min_delta=1e-4):
+        idle = ablation.idle_early_stopping()
+        if idle:
             # The same seed, the same steps and callbacks that never fire: the run would be
             # the one it builds on, trained again. Later stages build on that run.
-            ablation.trained[name] = reference
-            ablation.same_run_as[name] = builds_on
-            result.skipped = (
-                f"early stopping would not trigger: {builds_on}'s validation loss never stalled "
-                f"for {stopping} evaluation(s) (nor {reduce} for the learning-rate schedule) in "
-                f"{len(losses)}; the run would repeat {builds_on}'s. Raise --steps or "
-                "--evaluations to see it act"
-            )
+            ablation.run(name)
+            result.skipped = idle
             return result
     trained = ablation.run(name)
     ours, theirs = trained.best_val_loss, reference.best_val_loss
@@ -485,15 +513,7 @@ def judge_chain_stage(ablation: Ablation, name: str) -> StageResult:
         result,
         context,
         trained.history,
-        reference=(
-            builds_on
-            + (
-                f", the same run as {ablation.same_run_as[builds_on]}"
-                if builds_on in ablation.same_run_as
-                else ""
-            ),
-            ablation.status(builds_on),
-        ),
+        reference=ablation.reference(builds_on),
         spec=spec,
     )
 
@@ -589,7 +609,9 @@ def tuning(context: Context) -> StageResult:
         result,
         context,
         best.history,
-        reference=("the default trial", stages.run_health(default.history, context, base)),
+        reference=stages.Reference(
+            "the default trial", stages.run_health(default.history, context, base)
+        ),
         spec=best.spec,
     )
 
@@ -718,6 +740,10 @@ REPORT_COLUMNS = (
 _FIGURES = REPORT_COLUMNS[8:16]
 # Stages of the comparison that may be skipped and still get a row saying why.
 _CHAIN_STAGES = frozenset(("baseline", *ABLATION, "tuning"))
+# Which stage each ablation stage builds on (the chain's shape does not depend on the sizes).
+ABLATION_BUILDS_ON = {
+    name: step.builds_on for name, step in ablation_chain(TrainConfig()).items()
+} | {"tuning": "xception"}
 
 
 def architecture(summary: dict) -> str:
@@ -741,8 +767,7 @@ def write_report(run_path: Path) -> dict[str, Path]:
     not pass says so, and why, in its note; invalid_reference rows are not fair comparisons.
     Run folders written before statuses existed read as pass, fail or skipped."""
     rows, histories = [], {}
-    for folder in sorted(run_path.glob("[0-9][0-9]-*")):
-        metrics = json.loads((folder / "metrics.json").read_text())
+    for folder, metrics in finished_stages(run_path):
         summary = metrics.get("summary") or {}
         history = read_history(folder / "history.csv") if (folder / "history.csv").exists() else {}
         status = stage_status(metrics)
@@ -753,9 +778,7 @@ def write_report(run_path: Path) -> dict[str, Path]:
                 | {
                     "stage": metrics["stage"],
                     "verdict": status,
-                    "builds_on": (json.loads((folder / "config.json").read_text())).get(
-                        "builds_on", ""
-                    ),
+                    "builds_on": ABLATION_BUILDS_ON.get(metrics["stage"], ""),
                     "note": note,
                 }
             )
@@ -789,7 +812,7 @@ def write_report(run_path: Path) -> dict[str, Path]:
         writer = csv.DictWriter(handle, REPORT_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    paths["ablation.md"].write_text(ablation_markdown(rows))
+    paths["ablation.md"].write_text(ablation_markdown(rows, incomplete_stages(run_path)))
     figures.four_panel(histories, paths["ablation.png"])
     return paths
 
@@ -798,8 +821,16 @@ def _number(value, form: str) -> str:
     return "" if value in ("", None) else format(value, form)
 
 
-def ablation_markdown(rows: list[dict]) -> str:
-    """The ablation table in Markdown, then one line per row whose verdict is not pass."""
+def _steps(row: dict) -> str:
+    """The steps a run took; runs written before 0.2 know only their epochs ("3 ep")."""
+    if row["steps_run"] not in ("", None):
+        return str(row["steps_run"])
+    return "" if row["epochs_run"] in ("", None) else f"{row['epochs_run']} ep"
+
+
+def ablation_markdown(rows: list[dict], incomplete: list[str] | tuple[str, ...] = ()) -> str:
+    """The ablation table in Markdown, then one line per row whose verdict is not pass, and one
+    per stage folder cut off before its metrics.json was written."""
     lines = [
         "| stage | model | size | batch | lr | aug | drop | best val loss | best val acc "
         "| final loss | steps | s | verdict | vs | delta |",
@@ -812,11 +843,15 @@ def ablation_markdown(rows: list[dict]) -> str:
             f"| {row['batch_size']} | {_number(row['learning_rate'], 'g')} | {augment} "
             f"| {_number(row['dropout'], 'g')} | {_number(row['best_val_loss'], '.4f')} "
             f"| {_number(row['best_val_accuracy'], '.3f')} | {_number(row['final_loss'], '.4f')} "
-            f"| {row['steps_run'] if row['steps_run'] not in ('', None) else row['epochs_run']} "
+            f"| {_steps(row)} "
             f"| {_number(row['seconds'], '.1f')} | {row['verdict']} | {row['builds_on']} "
             f"| {_number(row['delta_best_val_loss'], '+.4f')} |"
         )
     notes = [f"- {row['stage']} ({row['verdict']}): {row['note']}" for row in rows if row["note"]]
+    notes += [
+        f"- {name}: incomplete (no readable metrics.json: the run was cut off while writing it)"
+        for name in incomplete
+    ]
     if notes:
         lines += ["", *notes]
     return "\n".join(lines) + "\n"

@@ -145,6 +145,21 @@ def build_parser() -> argparse.ArgumentParser:
     return argtypes.check_paths(parser)
 
 
+def mirror_note(flip: bool, mirrors_searched: bool, stage_names: list[str]) -> str | None:
+    """The note printed when a run flips images (an augmenting stage, flips on) on a report
+    scanned without --mirror: a mirrored copy in validation is then seen in training."""
+    from train.config import ABLATION
+
+    augmenting = set(ABLATION[ABLATION.index("augment") :]) | {"ensemble"}
+    if not flip or mirrors_searched or not augmenting & set(stage_names):
+        return None
+    return (
+        "note: training flips images, and the audit did not look for mirrored copies: a "
+        "mirrored copy in validation is seen in training. Scan with --mirror to keep them "
+        "on one side, or train with --no-flip"
+    )
+
+
 def _epochs_replaced(text: str) -> int:
     raise argparse.ArgumentTypeError(
         "budgets are in optimisation steps now: use --steps N (N = epochs x training images / "
@@ -206,12 +221,9 @@ def run_stages(args: argparse.Namespace) -> int:
             "their validation "
             "figures mean little"
         )
-    if config.flip and not examples.mirrors_searched:
-        print(
-            "note: training flips images, and the audit did not look for mirrored copies: a "
-            "mirrored copy in validation is seen in training. Scan with --mirror to keep them "
-            "on one side, or train with --no-flip"
-        )
+    note = mirror_note(config.flip, examples.mirrors_searched, names)
+    if note:
+        print(note)
     refuse_inside_dataset(examples.root, Path(args.runs_dir), "--runs-dir")
     outcome = run_recipe(split, config, names, runs_dir=args.runs_dir, run_id=args.run_id)
     print(outcome.table())

@@ -60,8 +60,8 @@ class TrainConfig:
     overfit_steps: int = 150
     overfit_learning_rate: float = 1e-2
     overfit_max_loss: float = 0.05
-    # Most nats allowed between the untrained loss and the prior entropy; lowered to half the
-    # gap between a zero bias's loss and the prior's for this dataset (see stages.init_loss).
+    # Most nats allowed between the untrained loss and the prior entropy (the output bias alone
+    # is held to half the zero-bias gap: see stages.init_loss).
     init_tolerance: float = 0.05
     # Nats of loss to win by; raised to 2 standard errors of the per-image difference when
     # the data is small (see stages.chance_margin and stages.paired_margin).

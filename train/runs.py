@@ -39,6 +39,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from audit.errors import AlreadyExists, CannotWrite, InvalidArgument
+from audit.reportio import atomic_text
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,7 @@ class StageResult:
     # Set by the stage when the verdicts alone do not tell (see STATUSES); None: from verdicts.
     judged: str | None = None
     note: str = ""  # why the status is what it is, in words (a hint for not_converged)
+    cause: str = ""  # for a broken status, the first stage up the chain that broke
 
     @property
     def verdicts_hold(self) -> bool:
@@ -169,7 +171,10 @@ class RunStore:
             ],
             "summary": _finite(result.summary),
         }
-        (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        # Whole or absent (a run killed meanwhile leaves no half-written metrics.json):
+        # readers take a stage folder without one as cut off.
+        with atomic_text(folder / "metrics.json") as handle:
+            handle.write(json.dumps(metrics, indent=2) + "\n")
         write_history(folder / "history.csv", result.history)
         if result.model is not None:
             result.model.save(folder / "model.keras")
@@ -267,12 +272,38 @@ def list_runs(runs_dir: str | os.PathLike) -> list[Path]:
     )
 
 
+def finished_stages(run_path: Path) -> list[tuple[Path, dict]]:
+    """(folder, metrics.json) of every finished stage folder of a run, in stage order; a folder
+    whose metrics.json is missing or unreadable (a run cut off while writing it) is left out:
+    see incomplete_stages."""
+    found = []
+    for folder in sorted(Path(run_path).glob("[0-9][0-9]-*")):
+        metrics = _stage_metrics(folder)
+        if metrics is not None:
+            found.append((folder, metrics))
+    return found
+
+
 def read_stage_metrics(run_path: Path) -> list[dict]:
-    """metrics.json of every stage folder of a run, in stage order."""
+    """metrics.json of every finished stage folder of a run, in stage order."""
+    return [metrics for _, metrics in finished_stages(run_path)]
+
+
+def incomplete_stages(run_path: Path) -> list[str]:
+    """Stage folders of a run without a readable metrics.json (cut off while being written)."""
     return [
-        json.loads(path.read_text())
-        for path in sorted(Path(run_path).glob("[0-9][0-9]-*/metrics.json"))
+        folder.name
+        for folder in sorted(Path(run_path).glob("[0-9][0-9]-*"))
+        if _stage_metrics(folder) is None
     ]
+
+
+def _stage_metrics(folder: Path) -> dict | None:
+    try:
+        metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return metrics if isinstance(metrics, dict) and "stage" in metrics else None
 
 
 def read_history(path: Path) -> dict[str, list[float]]:
