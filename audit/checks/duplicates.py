@@ -61,9 +61,6 @@ from PIL import Image
 from audit.checks.base import Check, Threshold
 from audit.dataset import resolve
 from audit.hashing import (
-    CENTRE_ZOOMS,
-    CORNER_ZOOM,
-    CORNERS,
     CUT_SLICE,
     MIRROR_INDEX,
     NO_HASH,
@@ -71,6 +68,7 @@ from audit.hashing import (
     VARIANTS,
     ZOOM_SLICE,
     grayscale,
+    variant_boxes,
 )
 from audit.inspect import c_stderr_silenced, strict_decoding
 from audit.neighbors import BRUTE_FORCE_UP_TO, pairs_within, popcount64
@@ -241,15 +239,10 @@ class _Relation:
 
 def _crop_boxes() -> tuple[tuple[float, float, float, float], ...]:
     """(left, top, right, bottom) fractions: the full frame, then the crops whose hashes
-    are matched against full frames (audit.hashing: centred and corner crops)."""
+    are matched against full frames (audit.hashing's centred and corner crops)."""
     boxes = [(0.0, 0.0, 1.0, 1.0)]
-    for zoom in CENTRE_ZOOMS:
-        margin = (1 - zoom) / 2
-        boxes.append((margin, margin, 1 - margin, 1 - margin))
-    for corner in CORNERS:
-        left = 0.0 if corner[1] == "l" else 1 - CORNER_ZOOM
-        top = 0.0 if corner[0] == "t" else 1 - CORNER_ZOOM
-        boxes.append((left, top, left + CORNER_ZOOM, top + CORNER_ZOOM))
+    for left, top, right, bottom in variant_boxes()[ZOOM_SLICE].tolist():
+        boxes.append((left, top, right, bottom))
     return tuple(boxes)
 
 
