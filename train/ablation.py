@@ -14,7 +14,7 @@ comparison but that was not asked for is trained on demand (its epochs show in t
 its own name), never silently skipped.
 
 Each training stage's folder also gets predictions.npz and prediction_dynamics.png (one fixed
-validation batch, stratified by class, after every epoch) and first_layer_filters.png.
+validation batch, stratified by class, after every evaluation) and first_layer_filters.png.
 write_report() builds ablation.csv, ablation.md and ablation.png (the source article's four
 panels) from the run folders. The source article: Karpathy's "A Recipe for Training Neural
 Networks", as a Spanish article applied it to cats vs dogs.
@@ -350,7 +350,7 @@ def stalls(losses: list[float], patience: int, min_delta: float = 0.0) -> bool:
 
 
 class FixedBatch(keras.callbacks.Callback):
-    """Probabilities on one fixed validation batch after every epoch (prediction dynamics).
+    """Probabilities on one fixed validation batch after every evaluation (prediction dynamics).
 
     The batch is stratified by class (train.stages.stratified_indices, with the run's random
     seed, so every stage watches the same images): the first validation files in folder order

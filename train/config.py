@@ -87,7 +87,7 @@ class TrainConfig:
     augment_zoom: float = 0.05  # zoom in or out by up to this share
     augment_translation: float = 0.05  # shift by up to this share of the side (1.6 px at 32)
     flip: bool = True  # horizontal flips; False (--no-flip) where a mirror changes the label
-    # Fixed validation images watched after every epoch (prediction dynamics), stratified by
+    # Fixed validation images watched after every evaluation (prediction dynamics), stratified by
     # class; raised to the number of classes.
     dynamics_examples: int = 32
     smaller_input_factor: float = 0.5

@@ -228,7 +228,8 @@ def _finite(row: dict) -> dict:
 
 
 def write_history(path: Path, history: dict[str, list[float]]) -> None:
-    """One row per epoch, one column per metric (shorter series padded with blanks)."""
+    """One row per evaluation (Keras calls it an epoch), one column per metric (shorter
+    series padded with blanks)."""
     columns = list(history)
     length = max((len(values) for values in history.values()), default=0)
     with open(path, "w", newline="", encoding="utf-8") as handle:
