@@ -33,6 +33,7 @@ import keras
 import numpy as np
 
 from train import data, figures, models, stages
+from train.bias import probabilities
 from train.config import ABLATION, TrainConfig
 from train.runs import (
     RunSpec,
@@ -391,16 +392,6 @@ class FixedBatch(keras.callbacks.Callback):
         self.probabilities.append(
             probabilities(self.model(self.images, training=False), self.binary)
         )
-
-
-def probabilities(logits, binary: bool) -> np.ndarray:
-    """Class probabilities from logits: (n, 2) for a sigmoid head, (n, k) for softmax."""
-    logits = np.asarray(logits, dtype=np.float64)
-    if binary:
-        positive = 1.0 / (1.0 + np.exp(-logits[:, 0]))
-        return np.stack([1 - positive, positive], axis=1)
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
 
 
 def _summary(trained: Trained) -> dict:

@@ -86,3 +86,13 @@ def prior_init(classes: Sequence[str], counts: Sequence[int] | np.ndarray) -> Pr
         expected_loss=prior_entropy(values),
         zero_bias_loss=zero_bias_loss,
     )
+
+
+def probabilities(logits, binary: bool) -> np.ndarray:
+    """Class probabilities from logits: (n, 2) for a sigmoid head, (n, k) for softmax."""
+    logits = np.asarray(logits, dtype=np.float64)
+    if binary:
+        positive = 1.0 / (1.0 + np.exp(-logits[:, 0]))
+        return np.stack([1 - positive, positive], axis=1)
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)

@@ -56,6 +56,11 @@ class RunSpec:
     augment: bool = False
     early_stopping: bool = False
 
+    @property
+    def images_per_evaluation(self) -> int:
+        """Training images seen between two validation passes."""
+        return self.batch_size * steps_per_evaluation(self.steps, self.evaluations)
+
     def describe(self) -> dict:
         """The spec as a plain dict (the first keys of a run summary)."""
         return asdict(self)
@@ -183,6 +188,12 @@ class RunStore:
         return folder
 
 
+def steps_per_evaluation(steps: int, evaluations: int) -> int:
+    """Steps between two validation passes: the budget split evenly over the evaluations (at
+    most one per step), rounded up, so a run takes this many times its evaluations."""
+    return math.ceil(steps / min(evaluations, steps))
+
+
 def stage_status(metrics: dict) -> str:
     """A stage's status from its metrics.json; runs written before statuses existed (no
     "status" key) read as pass, fail or skipped."""
@@ -207,7 +218,9 @@ def run_summary(spec: dict, history: dict[str, list[float]], seconds: float) -> 
         **spec,
         "epochs_run": rounds,
         # Steps are rounded up to a whole number per evaluation (Context.fit).
-        "steps_run": rounds * -(-steps // evaluations) if steps and evaluations else None,
+        "steps_run": rounds * steps_per_evaluation(steps, evaluations)
+        if steps and evaluations
+        else None,
         "best_epoch": best + 1,
         "best_val_loss": history["val_loss"][best],
         "best_val_accuracy": history.get("val_accuracy", missing)[best],

@@ -37,9 +37,16 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from train import data, models
-from train.bias import PriorInit, prior_init
+from train.bias import PriorInit, prior_init, probabilities
 from train.config import TrainConfig
-from train.runs import BROKEN, RunSpec, StageResult, Verdict, run_summary
+from train.runs import (
+    BROKEN,
+    RunSpec,
+    StageResult,
+    Verdict,
+    run_summary,
+    steps_per_evaluation,
+)
 
 if TYPE_CHECKING:  # train.ablation imports this module
     from train.ablation import Ablation
@@ -228,7 +235,7 @@ class Context:
 
         budget = steps or self.config.steps
         rounds = min(evaluations or self.config.evaluations, budget)
-        per_round = math.ceil(budget / rounds)
+        per_round = steps_per_evaluation(budget, rounds)
         log, on_event = self.log, self.on_event
 
         class RoundLine(keras.callbacks.Callback):
@@ -400,12 +407,16 @@ def paired_margin(differences: np.ndarray, configured: float) -> float:
 POOL_IMAGES = 1024
 
 
+def _rounds_per_window(spec: RunSpec) -> int:
+    """Consecutive evaluation rounds that hold at least POOL_IMAGES training images."""
+    return max(1, math.ceil(POOL_IMAGES / spec.images_per_evaluation))
+
+
 def _pooled(history: dict[str, list[float]], spec: RunSpec) -> list[float]:
     """The run's training losses averaged over sliding windows of consecutive evaluation
     rounds holding at least POOL_IMAGES images (all rounds when the run has fewer)."""
     losses = history.get("loss") or []
-    per_round = spec.batch_size * math.ceil(spec.steps / min(spec.evaluations, spec.steps))
-    width = min(len(losses), max(1, math.ceil(POOL_IMAGES / per_round)))
+    width = min(len(losses), _rounds_per_window(spec))
     if not width:
         return []
     return [
@@ -423,8 +434,7 @@ def movement_margin(context: Context, spec: RunSpec | None = None) -> float:
     entropy = context.init.expected_loss
     prior = np.asarray(context.init.prior)
     per_image = -np.log(prior[context.split.train_labels])
-    per_round = spec.batch_size * math.ceil(spec.steps / min(spec.evaluations, spec.steps))
-    images = per_round * min(spec.evaluations, max(1, math.ceil(POOL_IMAGES / per_round)))
+    images = spec.images_per_evaluation * min(spec.evaluations, _rounds_per_window(spec))
     composition = 2.0 * float(per_image.std()) / math.sqrt(max(images, 1))
     return min(max(0.01, 0.05 * entropy, composition), 0.5 * entropy)
 
@@ -552,14 +562,8 @@ BIAS_FLOAT_NOISE = 1e-4
 def bias_only_loss(bias: np.ndarray, labels: np.ndarray, binary: bool) -> float:
     """Cross-entropy on labels of a model that outputs its bias alone (a zero kernel): what the
     output bias encodes, without the random head's contribution."""
-    bias = np.asarray(bias, dtype=np.float64).reshape(-1)
-    if binary:
-        positive = 1.0 / (1.0 + np.exp(-bias[0]))
-        probabilities = np.array([1.0 - positive, positive])
-    else:
-        shifted = np.exp(bias - bias.max())
-        probabilities = shifted / shifted.sum()
-    return float(-np.log(probabilities[np.asarray(labels)]).mean())
+    constant = probabilities(np.asarray(bias).reshape(1, -1), binary)[0]
+    return float(-np.log(constant[np.asarray(labels)]).mean())
 
 
 def init_loss(context: Context) -> StageResult:
