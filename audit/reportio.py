@@ -427,11 +427,47 @@ def report_is_stale(report: Report, rows: Iterable[ImageRow] | None = None) -> S
 
 @contextmanager
 def atomic_text(path: Path) -> Iterator[IO[str]]:
-    """Write to a temporary sibling, then rename over path: never a half-written file."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "w", encoding="utf-8", newline="") as handle:
+    """Write to a temporary sibling, then rename over path: never a half-written file (see
+    atomic_file)."""
+    with atomic_file(path) as handle:
         yield handle
-    os.replace(temporary, path)
+
+
+# O_NOFOLLOW where the platform has it; O_EXCL alone already refuses to create through a link.
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+
+
+@contextmanager
+def atomic_file(path: Path, binary: bool = False, sync: bool = False) -> Iterator[IO[Any]]:
+    """A handle on the temporary sibling `.NAME.tmp`, renamed over path when the block ends
+    without an error (removed when it raises): readers see the old file or the whole new one.
+
+    The temporary file is created exclusively after removing whatever had its name (the
+    leftover of a killed writer, or a link planted there): a link is never written through,
+    and the rename replaces a link at path itself instead of the file it points to. sync:
+    the data reaches the disk before the rename (a power cut leaves the old file or the new
+    one)."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        temporary.unlink()
+    except FileNotFoundError:
+        pass
+    descriptor = os.open(temporary, _NEW_FILE, 0o666)
+    try:
+        handle = (
+            os.fdopen(descriptor, "wb")
+            if binary
+            else os.fdopen(descriptor, "w", encoding="utf-8", newline="")
+        )
+        with handle:
+            yield handle
+            if sync:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def write_table(folder: Path, table: ReportTable, rows: Iterable[dict[str, Any]]) -> Path:

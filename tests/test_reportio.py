@@ -186,3 +186,29 @@ def test_a_row_leading_out_of_the_dataset_is_never_moved(report, small_dataset, 
     assert cli.main(["quarantine", str(report), "--to", str(tmp_path / "q")]) == 2
     assert "leads out of the scanned dataset" in capsys.readouterr().err
     assert outside.exists()
+
+
+def test_atomic_writes_never_follow_a_planted_link(tmp_path):
+    """A link planted at the temporary name (or at the target) is replaced, never written
+    through; a block that raises leaves the old file and no temporary file."""
+    from audit.reportio import atomic_file, atomic_text
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".report.html.tmp").symlink_to(victim)
+    (out / "report.md").symlink_to(victim)
+    with atomic_text(out / "report.html") as handle:
+        handle.write("<p>new</p>")
+    with atomic_text(out / "report.md") as handle:
+        handle.write("# new")
+    assert victim.read_text() == "keep me"
+    assert (out / "report.html").read_text() == "<p>new</p>"
+    assert not (out / "report.md").is_symlink() and (out / "report.md").read_text() == "# new"
+    with pytest.raises(RuntimeError):
+        with atomic_file(out / "report.md", binary=True, sync=True) as handle:
+            handle.write(b"half")
+            raise RuntimeError("cut off")
+    assert (out / "report.md").read_text() == "# new"
+    assert sorted(path.name for path in out.iterdir()) == ["report.html", "report.md"]
