@@ -8,7 +8,7 @@ DEMO_OUT := reports/demo
 
 IMAGEDEDUP_VENV := bench/.venv-imagededup
 
-.PHONY: help setup setup-dev browser demo lint test test-fast bench bench-data bench-env bench-fidelity app clean
+.PHONY: help setup setup-dev browser demo lint test test-fast bench bench-large bench-data bench-env bench-fidelity app clean
 
 help:
 	@echo "make demo      set up .venv, build the demo dataset from scikit-learn's images, scan it"
@@ -16,6 +16,7 @@ help:
 	@echo "make lint      ruff (lint and format check) and mypy only"
 	@echo "make app       set up and start the Streamlit app (streamlit run app.py)"
 	@echo "make bench     print the benchmark figures (bench/): scan throughput, search time, duplicate quality"
+	@echo "make bench-large  cold and warm scans, decode limit and peak memory at 1,000,000 small files (minutes, ~5 GB of disk)"
 	@echo "make bench-fidelity  the audit's verdicts against TensorFlow on 1,000+ real test images"
 	@echo "make bench-env build bench/.venv-imagededup (imagededup + torch) for the comparison in make bench"
 	@echo "make clean     remove .venv, demo/ and generated reports"
@@ -65,12 +66,18 @@ app: $(VENV)/.stamp-dev
 test-fast: lint
 	$(BIN)/python -m pytest -m "not slow"
 
+# scan_throughput: cold, warm-unchanged and warm-1%-changed scans of 20,000 photos, the
+# decode limit and their ratios, from one run.
 bench: setup-dev bench-data
-	$(BIN)/python bench/scan_throughput.py
+	$(BIN)/python bench/scan_throughput.py --images 20000
 	$(BIN)/python bench/search_speed.py
 	$(BIN)/python bench/near_duplicates_quality.py $(if $(wildcard $(IMAGEDEDUP_VENV)/bin/python),--imagededup-python $(IMAGEDEDUP_VENV)/bin/python)
 	$(BIN)/python bench/near_duplicates_quality.py --mirror
 	$(BIN)/python bench/tiny_dataset_conflicts.py
+
+# A million small PNGs, generated once under $TMPDIR/image-audit-bench (about 5 GB).
+bench-large: setup-dev
+	$(BIN)/python bench/cache_and_memory.py --rss-images 1000000
 
 # The real pictures of the duplicate benchmarks (bench/real_photos.py): Debian's wallpaper
 # packages (apt, as root or through sudo) and scikit-image's bundled images, unpacked into

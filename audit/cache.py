@@ -270,6 +270,42 @@ class ScanCache:
                 found.append(record)
         return found
 
+    def count_fresh(self, entries: list[FileEntry], keys: list) -> int:
+        """How many entries the cache would serve as they are (same key and settings, not
+        due for a rehash), without decoding their records: what a reuse of the previous
+        reports needs to know (audit.reuse). Counted as hits when all are fresh."""
+        if self.connection is None or self._rehash_before_ns is not None:
+            return 0
+        wanted = {
+            os.fsencode(entry.path): key
+            for entry, key in zip(entries, keys, strict=True)
+            if key is not None
+        }
+        paths = list(wanted)
+        fresh = 0
+        try:
+            for start in range(0, len(paths), LOOKUP_CHUNK):
+                chunk = paths[start : start + LOOKUP_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                for path, size, mtime_ns, inode, settings, verified_ns in self.connection.execute(
+                    "SELECT path, size, mtime_ns, inode, settings, verified_ns FROM files "
+                    f"WHERE path IN ({marks})",
+                    chunk,
+                ):
+                    fresh += (
+                        settings == self.settings
+                        and _is_int(verified_ns)
+                        and _key_of_row(size, mtime_ns, inode) == wanted.get(path)
+                    )
+        except sqlite3.Error as error:
+            self._give_up("looking records up", error)
+            return 0
+        return fresh
+
+    def count_served(self, files: int) -> None:
+        """Count files served without a lookup_many (a reuse of the previous reports)."""
+        self.hits += files
+
     def store(
         self,
         entry: FileEntry,

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from audit import __version__, argtypes
+from audit import __version__, argtypes, model_findings
 from audit.boundary import run_command
 from audit.checks import REGISTRY, Registry
 from audit.errors import AlreadyExists, CannotWrite, InvalidArgument
@@ -113,6 +113,13 @@ def build_parser(registry: Registry = REGISTRY) -> argparse.ArgumentParser:
         "--severity",
         choices=("error", "warning", "info"),
         help="every file at or above this severity (default: error)",
+    )
+    quarantine.add_argument(
+        "--top",
+        type=argtypes.integer(minimum=1),
+        metavar="N",
+        help="with --codes suspected_label_issue: only the N files with the lowest "
+        "label-quality score in label_issues.csv (the most doubtful labels)",
     )
     quarantine.add_argument(
         "--to",
@@ -295,6 +302,9 @@ def run_scan(args: argparse.Namespace) -> int:
     )
     for finding in summary["dataset_findings"]:
         print(terminal(f"{finding['severity']}: {finding['code']}: {finding['reason']}"))
+    weak = model_findings.weak_model_note(summary)
+    if weak:
+        print(terminal(f"warning: {weak}"))
     print(terminal(f"Reports in {result.out}: {', '.join(result.files)}"))
     print(terminal(result.files["report.html"]))
     return result.exit_code()
@@ -304,7 +314,8 @@ def run_quarantine(args: argparse.Namespace) -> int:
     from audit.quarantine import quarantine, select
 
     codes = None if args.codes is None else [c.strip() for c in args.codes.split(",") if c.strip()]
-    rows = select(args.report, codes=codes, severity=args.severity)
+    rows = select(args.report, codes=codes, severity=args.severity, top=args.top)
+    _warn_weak_label_issues(args.report, rows, args.top)
     if not rows:
         print("No file matches: nothing to quarantine.")
         return EXIT_CLEAN
@@ -321,6 +332,22 @@ def run_quarantine(args: argparse.Namespace) -> int:
     if not args.dry_run:
         print(terminal(outcome.manifest))
     return EXIT_FINDINGS if outcome.returned else EXIT_CLEAN
+
+
+def _warn_weak_label_issues(report: str, rows: list, top: int | None) -> None:
+    """Without --top, every suspected label issue of a weak held-out model is taken: say so."""
+    from audit.reportio import Report
+
+    count = sum(model_findings.CODE in row.codes for row in rows)
+    weak = model_findings.weak_model_note(Report(report).summary) if count and not top else None
+    if weak:
+        print(
+            terminal(
+                f"warning: {count} file(s) selected by {model_findings.CODE}, and {weak}; "
+                "take the most doubtful first with --top N"
+            ),
+            file=sys.stderr,
+        )
 
 
 def run_restore(args: argparse.Namespace) -> int:

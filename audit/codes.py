@@ -74,6 +74,11 @@ CODES: dict[str, tuple[str, str]] = {
         "a colour file whose channels are equal (a gray picture) in a mostly colour dataset",
     ),
     "non_rgb_mode": ("info", "not 8-bit RGB (grayscale, palette, alpha, CMYK or 16-bit)"),
+    "suspected_label_issue": (
+        "info",
+        "a model's out-of-fold predictions doubt the label (label_issues.csv, from "
+        "`python -m train label-issues`)",
+    ),
 }
 
 # Dataset-level findings (not tied to one file); they live in summary.json.

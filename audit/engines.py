@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from itertools import repeat
 from multiprocessing.context import BaseContext
 from typing import Protocol
 
@@ -229,6 +230,15 @@ class PoolEngine:
         generation = self._generation
         return self._results(
             entries, executor.map(self.worker, entries, chunksize=CHUNK_SIZE), generation
+        )
+
+    def map(self, function: Callable, items: list, *constants) -> Iterator:
+        """function(item, *constants) for each item on the running workers, in order
+        (the report's thumbnails); in this process when no pool was started."""
+        if self._executor is None:
+            return (function(item, *constants) for item in items)
+        return self._executor.map(
+            function, items, *(repeat(value) for value in constants), chunksize=8
         )
 
     def _results(self, entries, results, generation) -> Iterator[FileRecord]:

@@ -6,7 +6,8 @@ Python as surrogate escapes). Every place that shows a name uses one of these:
 
 * html: markupsafe's escaping (what Jinja's autoescape applies to the templates);
 * markdown: control characters shown as escapes, HTML as entities (safe in any
-  renderer), Markdown syntax and table pipes backslash-escaped: a name can neither
+  renderer), Markdown syntax, table pipes and "$" (math in Streamlit)
+  backslash-escaped: a name can neither
   start a new line or table cell nor become a link or an element;
 * terminal: control characters (newline, carriage return, ESC...) shown as Python
   escapes, so a name cannot forge extra lines on stderr or move the cursor.
@@ -77,6 +78,7 @@ def terminal(text: object) -> str:
 def markdown(text: object) -> str:
     """text safe inside Markdown, a table cell included: shown literally, on one line."""
     text = terminal(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    for char in "\\`*_[]()#|!~{}":
+    # "$" too: Streamlit renders $...$ as KaTeX math (a backslash escape in CommonMark).
+    for char in "\\`*_[]()#|!~{}$":
         text = text.replace(char, "\\" + char)
     return text

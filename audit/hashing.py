@@ -71,7 +71,9 @@ def grayscale(image: Image.Image) -> Image.Image:
 
 def phash(image: Image.Image) -> int:
     """64-bit perceptual hash of image, bit 63 the first (lowest-frequency) coefficient."""
-    small = grayscale(image).resize((_SAMPLE, _SAMPLE), Image.Resampling.LANCZOS)
+    small = grayscale(image)
+    if small.size != (_SAMPLE, _SAMPLE):  # Pillow's resize to the same size is a copy
+        small = small.resize((_SAMPLE, _SAMPLE), Image.Resampling.LANCZOS)
     return _hash_of(np.frombuffer(small.tobytes(), dtype=np.uint8).reshape(_SAMPLE, _SAMPLE))
 
 
@@ -172,10 +174,19 @@ def zoom_phashes(image: Image.Image) -> tuple[int, ...]:
     full hash carry that difference within their radii (measured in
     bench/near_duplicates_quality.py)."""
     gray = grayscale(image)
-    if gray.width < 1 or gray.height < 1:
+    width, height = gray.size
+    if width < 1 or height < 1:
         return (NO_HASH,) * len(VARIANTS)
-    grid = gray.resize((_GRID, _GRID), Image.Resampling.BOX)
-    pixels = np.frombuffer(grid.tobytes(), dtype=np.uint8).reshape(_GRID, _GRID)
+    if _GRID % width == 0 and _GRID % height == 0:
+        # A side dividing the grid (CIFAR's 32x32, icons): Pillow's BOX upscaling by a
+        # whole factor repeats each pixel, so the grid is the pixels repeated, byte for
+        # byte (checked for every pair of sides 1..64 dividing 64), at a fifth of the
+        # resize's cost (3 us against 18 us on a 32x32 image).
+        small = np.frombuffer(gray.tobytes(), dtype=np.uint8).reshape(height, width)
+        pixels = np.repeat(np.repeat(small, _GRID // height, 0), _GRID // width, 1)
+    else:
+        grid = gray.resize((_GRID, _GRID), Image.Resampling.BOX)
+        pixels = np.frombuffer(grid.tobytes(), dtype=np.uint8).reshape(_GRID, _GRID)
     pixels = pixels.astype(np.float64)
     low = (_LEFT @ pixels @ _RIGHT).reshape(len(VARIANTS), -1)
     ordered = np.sort(low, axis=1)
@@ -185,10 +196,9 @@ def zoom_phashes(image: Image.Image) -> tuple[int, ...]:
     mean = ((_ROW_WEIGHT @ pixels) * _COLUMN_WEIGHT).sum(axis=1)
     square = ((_ROW_WEIGHT @ (pixels * pixels)) * _COLUMN_WEIGHT).sum(axis=1)
     flat = np.sqrt(np.maximum(square - mean * mean, 0)) < VARIANT_MIN_STD
-    return tuple(
-        NO_HASH if flat[index] else int.from_bytes(bits[index].tobytes(), "big")
-        for index in range(len(VARIANTS))
-    )
+    # Each view's 8 bytes read as one big-endian uint64: the int of its 64 bits.
+    hashes = np.where(flat, np.uint64(NO_HASH), bits.view(">u8").ravel())
+    return tuple(hashes.tolist())
 
 
 def hamming(hash_a: int, hash_b: int) -> int:

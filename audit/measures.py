@@ -164,7 +164,6 @@ _SQUARES = _LEVELS * _LEVELS
 _BRIGHT_SHARE = 0.05  # bright_level: the 5th percentile of luma
 _DARK_SHARE = 0.99  # dark_level: the 99th
 _SPREAD_SHARE = 0.99  # colour_spread: the 99th percentile of the chroma's distance
-_PLANE_OFFSETS = np.array([0, 256, 512], dtype=np.intp)  # one bincount counts 3 planes
 _CHROMA_DISTANCE = np.abs(np.arange(256) - 128)  # a chroma level -> |level - 128|
 
 
@@ -202,11 +201,14 @@ def measure(image: Image.Image) -> Measures | None:
         luma = planes[0]
         rgb_sum, rgb_squares, luma_sum, luma_squares = _ycbcr_moments(planes, pixels)
     elif colour:
-        values = values.reshape(pixels, 3)
-        counts = np.bincount((values + _PLANE_OFFSETS).ravel(), minlength=768).reshape(3, 256)
-        rgb_sum = tuple(float(value) for value in counts @ _LEVELS)
-        rgb_squares = tuple(float(value) for value in counts @ _SQUARES)
-        ycc = np.rint(values.astype(np.float64) @ _RGB_TO_YCC.T)
+        rgb = values.reshape(pixels, 3).astype(np.float64)
+        # Two BLAS products (6 us) rather than a 768-bin bincount and its dot products
+        # (16 us on a 32x32 view): sums of integers below 2**53, so exact in float64
+        # whatever the order of addition: the same values.
+        ones = np.ones(pixels)
+        rgb_sum = tuple((ones @ rgb).tolist())
+        rgb_squares = tuple((ones @ (rgb * rgb)).tolist())
+        ycc = np.rint(rgb @ _RGB_TO_YCC.T)
         luma = np.clip(ycc[:, 0], 0, 255)
         luma_hist = np.bincount(luma.astype(np.intp), minlength=256)
         distance = np.minimum(np.abs(ycc[:, 1:]), 128).astype(np.intp).ravel()

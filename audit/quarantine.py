@@ -46,6 +46,7 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
+from audit import model_findings
 from audit.codes import CODES, SEVERITY_RANK
 from audit.dataset import within
 from audit.errors import CannotWrite, InvalidArgument, UserError
@@ -116,11 +117,15 @@ _after_step: Callable[[str], None] = lambda step: None  # noqa: E731
 
 
 def select(
-    report_dir: str | os.PathLike, codes: list[str] | None = None, severity: str | None = None
+    report_dir: str | os.PathLike,
+    codes: list[str] | None = None,
+    severity: str | None = None,
+    top: int | None = None,
 ) -> list[ImageRow]:
     """images.csv rows chosen by issue codes, or by severity (at or above); default: errors.
 
-    codes=[] selects nothing (an empty --codes is not "every error").
+    codes=[] selects nothing (an empty --codes is not "every error"). top (only with
+    codes=["suspected_label_issue"]): the top files with the lowest label-quality score.
     """
     if codes is not None and severity:
         raise InvalidArgument("choose files by --codes or by --severity, not both")
@@ -131,10 +136,16 @@ def select(
         )
     if severity is not None and severity not in ("error", "warning", "info"):
         raise InvalidArgument(f"severity must be error, warning or info; got {severity!r}")
+    if top is not None and codes != [model_findings.CODE]:
+        raise InvalidArgument(
+            f"--top ranks files by their label-quality score: use it with --codes "
+            f"{model_findings.CODE} alone"
+        )
     rows = Report(report_dir).images()
     if codes is not None:
         wanted = set(codes)
-        return [row for row in rows if wanted & set(row.codes)]
+        chosen = [row for row in rows if wanted & set(row.codes)]
+        return chosen if top is None else model_findings.worst(report_dir, chosen, top)
     lowest = SEVERITY_RANK[severity or "error"]
     return [row for row in rows if row.severity != "ok" and SEVERITY_RANK[row.severity] >= lowest]
 
@@ -354,6 +365,21 @@ def restore(manifest_path: str | os.PathLike, dry_run: bool = False) -> RestoreO
         if not dry_run and not outcome.refused:
             _prune_empty_folders(manifest.parent)
     return outcome
+
+
+def manifests(report_dir: str | os.PathLike) -> list[Path]:
+    """The manifests of the quarantines made into REPORT_DIR's own folders (the default,
+    one `quarantine-<UTC time>` folder per action), oldest first."""
+    return sorted(Path(report_dir).glob(f"quarantine-*/{MANIFEST_NAME}"))
+
+
+def manifest_entries(manifest_path: str | os.PathLike) -> tuple[list[Move], dict]:
+    """The entries a restore of this manifest would consider (files moved or being moved,
+    not those put back during the quarantine) and its header (empty for 0.1.0's);
+    QuarantineRefused when no line of it reads as a manifest. Damaged lines are left out
+    here; restore() names them."""
+    moves, _, header = _read_manifest(Path(manifest_path))
+    return moves, header
 
 
 def _outside_its_places(move: Move, manifest: Path, header: dict) -> str | None:

@@ -1,13 +1,15 @@
-"""Incremental re-scan and memory: cold vs warm scan time, and peak RSS at 100k images.
+"""Incremental re-scan and memory at scale: many small files, cold, warm, and peak RSS.
 
-* cold/warm: `python -m audit scan` on a generated folder of photo-like JPEGs (cache
-  empty), then again on the unchanged folder (cache warm); prints both times and the
-  ratio (target: warm under 5% of cold).
-* memory: a scan of many small generated images; the peak resident memory of the scan,
-  summed over the main process and its workers (sampled from /proc every 50 ms), and
-  of the largest single process.
+* cold/warm (--images, default off: bench/scan_throughput.py measures 20,000 photos):
+  `python -m audit scan` on a generated folder of photo-like JPEGs (cache empty), then
+  again on the unchanged folder;
+* at scale (--rss-images, default 100,000; `make bench-large` runs 1,000,000): small
+  generated PNGs, scanned cold into a new folder, then warm (unchanged: the reports are
+  reused), and the decode limit (every file decoded, nothing else, in --jobs processes
+  already started). For each scan, the peak resident memory summed over the main process
+  and its workers (sampled from /proc every 50 ms), and that of the largest process.
 
-    python bench/cache_and_memory.py [--images 20000] [--rss-images 100000] [--jobs N]
+    python bench/cache_and_memory.py [--images 0] [--rss-images 100000] [--jobs N]
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from audit.scan import default_jobs  # noqa: E402
+from bench.scan_throughput import decode_limit  # noqa: E402
 from tests.imagegen import photo_like  # noqa: E402
 
 CACHE = Path(tempfile.gettempdir()) / "image-audit-bench"
@@ -122,7 +125,7 @@ def run_scan(root: Path, out: Path, jobs: int, extra: list[str] | None = None) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=20_000)
+    parser.add_argument("--images", type=int, default=0)
     parser.add_argument("--rss-images", type=int, default=100_000)
     parser.add_argument("--jobs", type=int, default=default_jobs())
     args = parser.parse_args()
@@ -145,13 +148,25 @@ def main() -> None:
             )
         if args.rss_images:
             root = small_images(args.rss_images)
-            memory = run_scan(root, Path(work) / "rss", args.jobs, ["--no-cache"])
+            print(f"load average at start {os.getloadavg()[0]:.1f}")
+            for name in ("cold", "warm"):
+                memory = run_scan(root, Path(work) / "rss", args.jobs)
+                print(
+                    f"{args.rss_images:,} small PNGs, {name}: {memory['seconds']:.1f} s, "
+                    f"peak RSS {memory['peak_rss_total_mb']:.0f} MB "
+                    f"(all processes), {memory['peak_rss_largest_mb']:.0f} MB (largest process)"
+                )
+                figures.update(
+                    {f"rss_{name}_{key}": round(value, 2) for key, value in memory.items()}
+                )
+            paths = sorted(str(path) for path in root.glob("*/*.png"))
+            figures["rss_decode_s"] = round(decode_limit(paths, args.jobs), 2)
+            cold, warm = figures["rss_cold_seconds"], figures["rss_warm_seconds"]
             print(
-                f"{args.rss_images:,} small PNGs: {memory['seconds']:.1f} s, "
-                f"peak RSS {memory['peak_rss_total_mb']:.0f} MB "
-                f"(all processes), {memory['peak_rss_largest_mb']:.0f} MB (largest process)"
+                f"decode limit {figures['rss_decode_s']:.1f} s: cold = "
+                f"{cold / figures['rss_decode_s']:.2f}x the decode limit, warm = "
+                f"{warm / cold:.1%} of cold (load average now {os.getloadavg()[0]:.1f})"
             )
-            figures.update({f"rss_{key}": round(value, 1) for key, value in memory.items()})
     print(json.dumps(figures))
 
 

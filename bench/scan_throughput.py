@@ -1,15 +1,22 @@
-"""Scan throughput: images/s for the whole scan (walk, integrity, sha256, pHash, size, reports).
+"""Scan throughput: the whole scan against the decode it cannot avoid, cold and warm.
 
 Generates (once, then reuses) a folder of photo-like JPEGs of 300-500 px in ten classes,
-or scans a folder you give. Prints figures; asserts nothing. Three figures:
+or scans a folder you give. Prints figures; asserts nothing. Each round measures, in this
+order, as a user runs them (`python -m audit scan`, a fresh process each time: start-up,
+worker start-up and report writing included):
 
-* cli: `python -m audit scan` as a user runs it, a fresh process each time (cold start,
-  worker start-up and report writing included): the headline figure;
-* in-process: scan() called repeatedly in one process (worker start-up amortised);
-* decode ceiling: Pillow's draft JPEG decode alone, one process per core: no scan that
-  fully decodes every file can beat it on this machine.
+* cold: into a new report folder (no cache, no earlier reports);
+* warm, unchanged: the same again into that folder (the reports are reused: audit.reuse);
+* warm, 1% changed: after touching every 100th file (a new modification time: the cache
+  reads those again, so the dataset checks and reports run);
+* decode limit: the decode the scan makes of every file (Pillow's draft decode to YCbCr or
+  L at 1/8 scale, from the bytes read in one call), alone, in --jobs processes already
+  started: no scan that decodes every file can beat it on this machine.
 
-    python bench/scan_throughput.py [--images 2000] [--jobs N] [--folder DIR] [--repeat 3]
+The medians over the rounds and their ratios are printed last. Rounds alternate the
+measurements, so a machine shared with other work loads them alike.
+
+    python bench/scan_throughput.py [--images 20000] [--jobs N] [--folder DIR] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import argparse
 import io
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from audit.scan import default_jobs, scan  # noqa: E402
+from audit.scan import default_jobs  # noqa: E402
 from tests.imagegen import photo_like  # noqa: E402
 
 
@@ -50,94 +58,120 @@ def generate(folder: Path, count: int) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--images", type=int, default=20_000)
     parser.add_argument("--jobs", type=int, default=default_jobs())
     parser.add_argument(
         "--folder", type=Path, help="scan this dataset instead of the generated one"
     )
+    parser.add_argument("--rounds", type=int, default=3, help="rounds; medians are printed")
     parser.add_argument(
-        "--repeat", type=int, default=3, help="runs; the best and the median are printed"
+        "--source",
+        type=Path,
+        help="scan with the audit package of this source tree (e.g. an earlier version, "
+        "from `git archive REV | tar -x -C DIR`)",
     )
     args = parser.parse_args()
+    if args.source:
+        global SOURCE
+        SOURCE = args.source.resolve()
+        os.environ["PYTHONPATH"] = str(SOURCE)
 
     cache = Path(tempfile.gettempdir()) / "image-audit-bench" / f"photos-{args.images}"
     root = args.folder or generate(cache, args.images)
-    files = sum(1 for _ in root.rglob("*") if _.is_file() and not _.name.startswith("."))
-    size_mb = sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) / 1e6
+    paths = sorted(str(p) for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+    size_mb = sum(os.path.getsize(p) for p in paths) / 1e6
     print(
-        f"dataset: {root} ({files} files, {size_mb:.1f} MB), "
-        f"jobs={args.jobs}, cpus={os.cpu_count()}"
+        f"dataset: {root} ({len(paths)} files, {size_mb:.1f} MB), jobs={args.jobs}, "
+        f"cpus={os.cpu_count()}, load average at start {os.getloadavg()[0]:.1f}"
     )
-    cli, in_process = [], []
-    with tempfile.TemporaryDirectory() as out:
-        for run in range(args.repeat):
-            command = [
-                sys.executable,
-                "-m",
-                "audit",
-                "scan",
-                str(root),
-                "--out",
-                f"{out}/cli{run}",
-                "--jobs",
-                str(args.jobs),
-                "--quiet",
-                "--fail-on",
-                "never",
-            ]
-            started = time.perf_counter()
-            subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-            cli.append(files / (time.perf_counter() - started))
-            print(f"cli run {run + 1}: {cli[-1]:,.0f} images/s")
-        for run in range(args.repeat):
-            started = time.perf_counter()
-            result = scan(root, Path(out) / f"run{run}", jobs=args.jobs)
-            in_process.append(result.summary["files"] / (time.perf_counter() - started))
-            print(f"in-process run {run + 1}: {in_process[-1]:,.0f} images/s")
-    ceiling = decode_ceiling(root, args.jobs)
+    times: dict[str, list[float]] = {"cold": [], "warm": [], "warm_1pct": [], "decode": []}
+    changed = paths[::100]
+    with tempfile.TemporaryDirectory() as work:
+        for number in range(args.rounds):
+            out = Path(work) / f"round{number}"
+            times["cold"].append(cli_scan(root, out, args.jobs))
+            times["warm"].append(cli_scan(root, out, args.jobs))
+            cache = json.loads((out / "summary.json").read_text())["cache"]
+            # Not reused when anything the reports depend on changed, the audit package's
+            # code included (a shared working tree edited meanwhile): say so.
+            reused = "reused" if "reused_from" in cache else "NOT reused"
+            touch(changed, number)
+            times["warm_1pct"].append(cli_scan(root, out, args.jobs))
+            times["decode"].append(decode_limit(paths, args.jobs))
+            print(
+                f"round {number + 1}: "
+                + ", ".join(f"{name} {values[-1]:.2f} s" for name, values in times.items())
+                + f" (warm: reports {reused})"
+            )
+    median = {name: statistics.median(values) for name, values in times.items()}
     print(
-        f"decode ceiling (Pillow draft decode only, {args.jobs} processes): {ceiling:,.0f} images/s"
+        f"median of {args.rounds} rounds, {len(paths):,} files, {args.jobs} processes "
+        f"(load average now {os.getloadavg()[0]:.1f}):\n"
+        f"  cold scan          {median['cold']:7.2f} s  {len(paths) / median['cold']:7.0f} images/s"
+        f"  = {median['cold'] / median['decode']:.2f}x the decode limit\n"
+        f"  decode limit       {median['decode']:7.2f} s  {len(paths) / median['decode']:7.0f} "
+        "images/s\n"
+        f"  warm, unchanged    {median['warm']:7.2f} s  = {median['warm'] / median['cold']:.1%} "
+        "of cold\n"
+        f"  warm, 1% changed   {median['warm_1pct']:7.2f} s  = "
+        f"{median['warm_1pct'] / median['cold']:.1%} of cold ({len(changed)} files touched)"
     )
     print(
         json.dumps(
             {
-                "images": files,
+                "images": len(paths),
                 "jobs": args.jobs,
-                "cli_median_images_per_s": round(median(cli)),
-                "in_process_median_images_per_s": round(median(in_process)),
-                "decode_ceiling_images_per_s": round(ceiling),
+                **{f"{name}_s": round(value, 3) for name, value in median.items()},
+                "cold_over_decode": round(median["cold"] / median["decode"], 3),
+                "warm_over_cold": round(median["warm"] / median["cold"], 4),
+                "warm_1pct_over_cold": round(median["warm_1pct"] / median["cold"], 4),
             }
         )
     )
 
 
-def median(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[len(ordered) // 2]
+SOURCE: Path | None = None  # --source: run from there (`-m` puts the working folder first)
+
+
+def cli_scan(root: Path, out: Path, jobs: int) -> float:
+    """Seconds of one `python -m audit scan` into out, a fresh process."""
+    command = [sys.executable, "-m", "audit", "scan", str(root), "--out", str(out)]
+    command += ["--jobs", str(jobs), "--quiet", "--fail-on", "never"]
+    started = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, cwd=SOURCE)
+    return time.perf_counter() - started
+
+
+def touch(paths: list[str], number: int) -> None:
+    """A new modification time for each path (content unchanged): the cache reads them again."""
+    stamp = time.time() + number + 1
+    for path in paths:
+        os.utime(path, (stamp, stamp))
 
 
 def _decode_all(paths: list[str]) -> int:
+    """What audit.inspect decodes of each file, nothing else."""
     from PIL import Image
 
     for path in paths:
         with open(path, "rb") as handle:
             image = Image.open(io.BytesIO(handle.read()))
-            image.draft("L", (32, 32))
+            if image.format == "JPEG":
+                image.draft("YCbCr" if image.mode == "RGB" else "L", (32, 32))
             image.load()
     return len(paths)
 
 
-def decode_ceiling(root: Path, jobs: int) -> float:
-    """Images/s of the JPEG decode alone, split over jobs processes."""
+def decode_limit(paths: list[str], jobs: int) -> float:
+    """Seconds of the decode alone, split over jobs processes started beforehand."""
     from concurrent.futures import ProcessPoolExecutor
 
-    paths = sorted(str(p) for p in root.rglob("*.jpg"))
     shares = [paths[index::jobs] for index in range(jobs)]
     with ProcessPoolExecutor(jobs) as pool:
         list(pool.map(_decode_all, [share[:8] for share in shares]))  # start the workers first
         started = time.perf_counter()
-        done = sum(pool.map(_decode_all, shares))
-    return done / (time.perf_counter() - started)
+        sum(pool.map(_decode_all, shares))
+        return time.perf_counter() - started
 
 
 if __name__ == "__main__":

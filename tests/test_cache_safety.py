@@ -21,6 +21,7 @@ from audit.dataset import FileEntry, file_key
 from audit.errors import UnusableCache
 from audit.hashing import ZOOMS
 from audit.records import FileRecord, Finding
+from audit.reuse import STATE_NAME
 from audit.scan import ScanResult, scan
 from tests.conftest import jpeg, write_dataset
 
@@ -307,6 +308,9 @@ def test_a_crafted_row_runs_nothing_and_is_a_miss(small_dataset, tmp_path):
             )
         connection.execute("UPDATE thumbnails SET uri = 'javascript:alert(1)'")
     connection.close()
+    # The tree is unchanged: without this, the scan would reuse the reports whole and read
+    # no record at all (audit.reuse). Here the records are to be read.
+    (out / STATE_NAME).unlink()
 
     assert scan_cli(small_dataset, out) == 0
     assert not marker.exists()
@@ -560,5 +564,6 @@ def test_a_side_past_int32_in_a_cached_row_is_a_miss(small_dataset, tmp_path):
     assert scan_cli(small_dataset, out) == 0
     with sqlite3.connect(out / DEFAULT_NAME) as connection:
         connection.execute("UPDATE files SET width = 9223372036854775807, height = 1")
+    (out / STATE_NAME).unlink()  # read the records (an unchanged tree reuses the reports)
     assert scan_cli(small_dataset, out) == 0
     assert summary_cache(out)["misses"] == 12

@@ -143,3 +143,27 @@ def test_variant_hashes_one_per_view_and_none_for_flat_views():
     flipped = picture.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     assert hamming(hashes[MIRROR_INDEX], phash(flipped)) <= 6
     assert hamming(hashes[MIRROR_INDEX], phash(picture)) > 12
+
+
+def _zoom_phashes_through_resize(image: Image.Image) -> tuple[int, ...]:
+    """zoom_phashes of the grid made by Pillow's BOX resize (a 64x64 image is used as is)."""
+    from audit.hashing import zoom_phashes
+
+    return zoom_phashes(image.resize((64, 64), Image.Resampling.BOX))
+
+
+@pytest.mark.parametrize("size", [(1, 1), (2, 64), (32, 32), (16, 8), (64, 64), (4, 32)])
+def test_variant_hashes_of_small_sides_match_the_resized_grid(size):
+    # Sides dividing 64 skip Pillow's BOX upscaling (it repeats pixels): same hashes.
+    from audit.hashing import NO_HASH, zoom_phashes
+
+    rng = np.random.default_rng(sum(size))
+    pixels = rng.integers(0, 256, (size[1], size[0]), dtype=np.uint8)
+    image = Image.fromarray(pixels, "L")
+    assert zoom_phashes(image) == _zoom_phashes_through_resize(image)
+    if size[0] >= 16 and size[1] >= 8:  # enough texture: real hashes, not NO_HASH
+        assert NO_HASH not in zoom_phashes(image)
+    # A different picture of the same size gives different hashes (nothing constant).
+    other = Image.fromarray(255 - pixels, "L")
+    if size[0] * size[1] >= 64:
+        assert zoom_phashes(other) != zoom_phashes(image)
