@@ -45,3 +45,16 @@ def test_expected_loss_is_the_cross_entropy_of_predicting_the_prior(counts):
 def test_bad_counts(counts):
     with pytest.raises(ValueError):
         prior_init([str(i) for i in range(len(counts))], counts)
+
+
+def test_log_probabilities_are_exact_where_probabilities_underflow_and_nan_for_bad_logits():
+    from train.bias import log_probabilities, probabilities
+
+    logits = np.array([[2.0, -1.0, 0.5], [1e4, 0.0, -1e4], [np.nan, 0.0, 0.0], [np.inf, 0, 0]])
+    logs = log_probabilities(logits, binary=False)
+    np.testing.assert_allclose(np.exp(logs[:2]).sum(axis=1), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(np.exp(logs[:2]), probabilities(logits[:2], False), rtol=1e-12)
+    assert logs[1].tolist() == [0.0, -1e4, -2e4]  # log(softmax) would give -inf twice
+    assert np.isnan(logs[2:]).all()
+    binary = log_probabilities(np.array([[-800.0], [np.inf]]), binary=True)
+    assert binary[0].tolist() == [0.0, -800.0] and np.isnan(binary[1]).all()

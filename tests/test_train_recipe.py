@@ -73,8 +73,8 @@ def full_run(split, weights, tmp_path_factory):
 
 def test_every_stage_writes_its_artefacts_and_verdicts(full_run):
     folders = {
-        path.name.split("-", 1)[1]: path for path in full_run.run_path.iterdir() if path.is_dir()
-    }
+        path.name.split("-", 1)[1]: path for path in full_run.run_path.glob("[0-9][0-9]-*")
+    }  # beside them: tensorboard/ and export/
     assert set(folders) == {"baseline", *ABLATION, *EXTRAS}
     for name, folder in folders.items():
         metrics = json.loads((folder / "metrics.json").read_text())

@@ -5,6 +5,7 @@ should do; its verdict compares the two runs' best validation loss (or, for the 
 variants, allows a small loss for the saving):
 
     baseline -> xception -> augment -> dropout -> pretrained
+                                       dropout -> weight_decay
                                        dropout -> smaller_input -> smaller_batch
                                                 -> early_stopping -> bigger_model
 
@@ -13,8 +14,9 @@ architecture start from the same weights and see the same batches. A run the cha
 comparison but that was not asked for is trained on demand (its epochs show in the log under
 its own name), never silently skipped.
 
-Each training stage's folder also gets predictions.npz and prediction_dynamics.png (one fixed
-validation batch, stratified by class, after every evaluation) and first_layer_filters.png.
+The ablation chain's stages and tuning (the runs trained here, not baseline) also get
+predictions.npz and prediction_dynamics.png (one fixed validation batch, stratified by class,
+after every evaluation); every training stage gets first_layer_filters.png.
 write_report() builds ablation.csv, ablation.md and ablation.png (the source article's four
 panels) from the run folders. The source article: Karpathy's "A Recipe for Training Neural
 Networks", as a Spanish article applied it to cats vs dogs.
@@ -23,6 +25,7 @@ Networks", as a Spanish article applied it to cats vs dogs.
 from __future__ import annotations
 
 import csv
+import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -32,8 +35,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from train import data, figures, models, stages
-from train.bias import probabilities
+from train import data, diagnostics, figures, human, models, stages
+from train.bias import log_probabilities, probabilities
 from train.config import ABLATION, TrainConfig
 from train.runs import (
     RunSpec,
@@ -79,6 +82,10 @@ class SpecChange:
     batch_size_factor: float | None = None
     augment: bool | None = None
     early_stopping: bool | None = None
+    weight_decay: float | None = None
+    # Loshchilov & Hutter's normalised weight decay: the run's Keras weight_decay follows from
+    # its steps and learning rate (train.models.keras_weight_decay).
+    weight_decay_normalized: float | None = None
 
     def apply(self, spec: RunSpec) -> RunSpec:
         """The spec of the run built on, with this change made."""
@@ -90,7 +97,7 @@ class SpecChange:
         options = spec.options if self.options is None else self.options
         # Another batch size sees as many images as the run built on: steps scale inversely.
         steps = max(spec.evaluations, round(spec.steps * spec.batch_size / batch_size))
-        return RunSpec(
+        changed = RunSpec(
             model=spec.model if self.model is None else self.model,
             options={**options, **self.extra_options},
             learning_rate=spec.learning_rate if self.learning_rate is None else self.learning_rate,
@@ -102,7 +109,16 @@ class SpecChange:
             early_stopping=(
                 spec.early_stopping if self.early_stopping is None else self.early_stopping
             ),
+            weight_decay=spec.weight_decay if self.weight_decay is None else self.weight_decay,
         )
+        if self.weight_decay_normalized is not None:
+            changed = replace(
+                changed,
+                weight_decay=models.keras_weight_decay(
+                    self.weight_decay_normalized, changed.steps, changed.learning_rate
+                ),
+            )
+        return changed
 
 
 @dataclass(frozen=True)
@@ -170,6 +186,17 @@ def ablation_chain(config: TrainConfig) -> dict[str, AblationStep]:
                 learning_rate=config.xception_learning_rate,
                 options={"weights_path": config.weights, "dropout": config.dropout},
             ),
+        ),
+        AblationStep(
+            name="weight_decay",
+            builds_on="dropout",
+            change=f"AdamW normalised weight decay {config.weight_decay_normalized:g} "
+            "(Loshchilov & Hutter: per step lambda_norm / sqrt(steps); not on biases, "
+            "BatchNorm)",
+            hypothesis="Weight decay regularises further: the best validation loss drops below "
+            "the dropout run's. A side branch, like pretrained: nothing builds on it, so a "
+            "decay that does not help leaves the rest of the chain comparable.",
+            spec_change=SpecChange(weight_decay_normalized=config.weight_decay_normalized),
         ),
         AblationStep(
             name="smaller_input",
@@ -282,7 +309,11 @@ class Ablation:
         """Build and train one run (not memoised); label names it in the log."""
         started = time.monotonic()
         model = self.context.build(
-            spec.model, learning_rate=spec.learning_rate, image_size=spec.image_size, **spec.options
+            spec.model,
+            learning_rate=spec.learning_rate,
+            image_size=spec.image_size,
+            weight_decay=spec.weight_decay,
+            **spec.options,
         )
         watch = FixedBatch(self.context, spec.image_size)
         callbacks: list[keras.callbacks.Callback] = [watch]
@@ -499,6 +530,13 @@ def judge_chain_stage(ablation: Ablation, name: str) -> StageResult:
     }
     if spec.early_stopping:
         result.summary["early_stopping_patience"] = ablation.patience(spec)[0]
+    if name == "weight_decay":
+        # weight_decay (from the spec) is Keras's, multiplied by the learning rate each step.
+        normalized = context.config.weight_decay_normalized
+        result.summary["weight_decay_normalized"] = normalized
+        result.summary["weight_decay_per_step"] = models.decay_per_step(normalized, spec.steps)
+        result.summary["weight_norm"] = models.kernel_norm(trained.model)
+        result.summary[f"{builds_on}_weight_norm"] = models.kernel_norm(reference.model)
     result.extras = {"predictions": trained.predictions}
     return stages.judge(
         result,
@@ -626,15 +664,19 @@ def ensemble(context: Context) -> StageResult:
         logits = run.model.predict(
             context.dataset("val", shuffle=False, image_size=run.spec.image_size), verbose=0
         )
-        members[name] = probabilities(logits, context.init.binary)
+        members[name] = log_probabilities(logits, context.init.binary)
 
-    def loss_and_accuracy(probs: np.ndarray) -> tuple[float, float]:
-        picked = np.clip(probs[np.arange(len(labels)), labels], 1e-7, 1.0)
-        return float(-np.log(picked).mean()), float((probs.argmax(axis=1) == labels).mean())
+    def loss_and_accuracy(logs: np.ndarray) -> tuple[float, float]:
+        # The real cross-entropy (no clipping: see train.diagnostics); NaN outputs are wrong.
+        predicted = diagnostics.predicted_classes(logs)
+        return float(diagnostics.losses(logs, labels).mean()), float((predicted == labels).mean())
 
-    singles = {name: loss_and_accuracy(probs) for name, probs in members.items()}
+    singles = {name: loss_and_accuracy(logs) for name, logs in members.items()}
     best_single = min(singles, key=lambda name: singles[name][0])
-    mean = np.mean(list(members.values()), axis=0)
+    # log(mean of the members' probabilities), exact where they underflow: logsumexp - log k.
+    stacked = np.stack(list(members.values()))
+    peak = np.nan_to_num(stacked.max(axis=0), nan=0.0)
+    mean = peak + np.log(np.exp(stacked - peak).mean(axis=0))
     ensemble_loss, ensemble_accuracy = loss_and_accuracy(mean)
     result = StageResult(
         name="ensemble",
@@ -662,13 +704,16 @@ def ensemble(context: Context) -> StageResult:
         "best_single_val_accuracy": singles[best_single][1],
     }
     result.extras = {
+        # Log of the averaged probabilities: the ensemble's per-class view
+        # (write_validation_view).
+        "validation_log_probabilities": mean,
         "tables": {
             "ensemble.csv": [
                 {"run": name, "val_loss": value[0], "val_accuracy": value[1]}
                 for name, value in singles.items()
             ]
             + [{"run": "ensemble", "val_loss": ensemble_loss, "val_accuracy": ensemble_accuracy}]
-        }
+        },
     }
     return result
 
@@ -676,9 +721,14 @@ def ensemble(context: Context) -> StageResult:
 # ---------------------------------------------------------------- artefacts and the report
 
 
-def write_extras(folder: Path, result: StageResult, grayscale: bool = False) -> None:
+def write_extras(
+    folder: Path, result: StageResult, grayscale: bool = False, context: Context | None = None
+) -> None:
     """Per-stage extras: predictions, prediction dynamics, first-layer filters (beside a fresh
-    initialisation of the same model; grey when the input is grayscale), extra tables."""
+    initialisation of the same model; grey when the input is grayscale), extra tables, and
+    with the context the per-class view and top losses on validation (write_validation_view)."""
+    if context is not None:
+        write_validation_view(folder, result, context)
     predictions = result.extras.get("predictions")
     if predictions is not None:
         np.savez_compressed(folder / "predictions.npz", **predictions)
@@ -701,6 +751,49 @@ def write_extras(folder: Path, result: StageResult, grayscale: bool = False) -> 
             writer = csv.DictWriter(handle, list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
+    # Stage-specific figures (lr_range.png, learning_curve.png): name -> draw(path).
+    for name, draw in result.extras.get("figures", {}).items():
+        draw(folder / name)
+
+
+# Stages whose model is not trained (nothing to show per class).
+_UNTRAINED = frozenset(("init_loss",))
+
+
+def write_validation_view(folder: Path, result: StageResult, context: Context) -> dict | None:
+    """The stage's model (or its validation log-probabilities,
+    extras["validation_log_probabilities"], for the ensemble) on every validation image:
+    confusion.csv/.png, per_class.csv,
+    top_losses.csv/.png (train.diagnostics) and validation.json (images, loss, accuracy,
+    worst_class_recall, nan_predictions, image_size: the figures of the model as saved, which
+    the export ranks by). None for a stage without a trained model."""
+    split = context.split
+    logs = result.extras.get("validation_log_probabilities")
+    image_size = context.config.image_size
+    if logs is None:
+        if result.model is None or result.name in _UNTRAINED or not len(split.val_paths):
+            return None
+        image_size = int(result.model.input_shape[1])
+        logs = diagnostics.predict_log_probabilities(
+            result.model, split.val_paths, context.config.batch_size
+        )
+    figures = diagnostics.write_view(
+        folder,
+        logs,
+        split.val_labels,
+        split.val_paths,
+        list(split.class_names),
+        image_size=image_size,
+        subject="validation",
+    )
+    figures.pop("per_class")
+    figures["image_size"] = image_size
+    # The loss of always predicting the training prior, on these images: a saved model that
+    # does not beat it (a diverged one) is never exported (train.export.candidates).
+    prior = np.asarray(context.init.prior, dtype=np.float64)
+    figures["prior_loss"] = float(-np.log(prior[np.asarray(split.val_labels)]).mean())
+    (folder / "validation.json").write_text(json.dumps(figures, indent=2) + "\n")
+    return figures
 
 
 REPORT_COLUMNS = (
@@ -714,6 +807,8 @@ REPORT_COLUMNS = (
     "early_stopping",
     "best_val_loss",
     "best_val_accuracy",
+    "saved_val_accuracy",
+    "worst_class_recall",
     "final_loss",
     "final_accuracy",
     "final_val_loss",
@@ -727,8 +822,16 @@ REPORT_COLUMNS = (
     "architecture",
     "note",
 )
-# The run figures copied from metrics.json's summary (best_val_loss .. steps_run).
-_FIGURES = REPORT_COLUMNS[8:16]
+# The run figures copied from metrics.json's summary (best_val_loss .. steps_run, but for the
+# saved model's two, which come from validation.json).
+_SAVED_MODEL = ("saved_val_accuracy", "worst_class_recall")
+_FIGURES = tuple(
+    column
+    for column in REPORT_COLUMNS[
+        REPORT_COLUMNS.index("best_val_loss") : REPORT_COLUMNS.index("steps_run") + 1
+    ]
+    if column not in _SAVED_MODEL
+)
 # Stages of the comparison that may be skipped and still get a row saying why.
 _CHAIN_STAGES = frozenset(("baseline", *ABLATION, "tuning"))
 # Which stage each ablation stage builds on (the chain's shape does not depend on the sizes).
@@ -788,6 +891,9 @@ def write_report(run_path: Path) -> dict[str, Path]:
                 "dropout": summary["options"].get("dropout", 0.0),
                 "early_stopping": summary["early_stopping"],
                 **{key: summary.get(key, "") for key in _FIGURES},
+                # The saved model's accuracy and worst class recall, both from validation.json
+                # (one model, all validation images): the best evaluation may be another.
+                **_saved_figures(folder),
                 # The run's own training time (the stage's may be ~0 when an earlier stage
                 # trained the run it reports, as shuffled_labels does for baseline).
                 "seconds": summary.get("train_seconds") or metrics["seconds"],
@@ -803,9 +909,78 @@ def write_report(run_path: Path) -> dict[str, Path]:
         writer = csv.DictWriter(handle, REPORT_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    paths["ablation.md"].write_text(ablation_markdown(rows, incomplete_stages(run_path)))
+    paths["ablation.md"].write_text(
+        ablation_markdown(rows, incomplete_stages(run_path), held_out_line(run_path))
+        + human.report_section(run_path)
+    )
     figures.four_panel(histories, paths["ablation.png"])
     return paths
+
+
+def _saved_figures(folder: Path) -> dict[str, float | str]:
+    """saved_val_accuracy and worst_class_recall of the stage's saved model on validation
+    (validation.json); "" for a stage folder without one (written before the per-class view,
+    or no model) and for a figure it lacks."""
+    figures: dict[str, float | str] = {"saved_val_accuracy": "", "worst_class_recall": ""}
+    try:
+        value = json.loads((folder / "validation.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return figures
+    if not isinstance(value, dict):
+        return figures
+    for column, key in (
+        ("saved_val_accuracy", "accuracy"),
+        ("worst_class_recall", "worst_class_recall"),
+    ):
+        try:
+            figures[column] = float(value[key])
+        except (KeyError, TypeError, ValueError):
+            pass
+    return figures
+
+
+def held_out_line(run_path: Path) -> str | None:
+    """The held-out test result in one line (RUN/test.json), or None without a test split. A
+    test.json that is not the object this tool writes reads as a line saying so."""
+    path = Path(run_path) / "test.json"
+    try:
+        test = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        return f"Held-out test: {path.name} is unreadable ({type(error).__name__})"
+    try:
+        return _held_out_text(test)
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return f"Held-out test: {path.name} is malformed (not the object a run writes)"
+
+
+def _held_out_text(test: dict) -> str:
+    from audit.escaping import terminal  # class names on one line, control characters escaped
+
+    thin = test.get("thin_test_classes") or {}
+    caveat = (
+        "; few test images (recall rests on a handful) in "
+        + ", ".join(f"{terminal(str(name))} ({int(count)})" for name, count in thin.items())
+        if thin
+        else ""
+    )
+    if not test.get("evaluated"):
+        return (
+            f"Held-out test ({int(test.get('images', 0))} images): not evaluated: "
+            f"{test.get('reason')}"
+        )
+    worst = test.get("worst_class_recall")
+    loss = test.get("loss")
+    nan_count = int(test.get("nan_predictions") or 0)
+    return (
+        f"Held-out test ({int(test['images'])} images, evaluated once, model of "
+        f"{test['stage']}): loss {'undefined' if loss is None else format(loss, '.4f')}, "
+        f"accuracy {test['accuracy']:.3f}, worst class recall "
+        f"{'-' if worst is None else format(worst, '.3f')}"
+        + (f", {nan_count} NaN output(s) counted wrong" if nan_count else "")
+        + caveat
+    )
 
 
 def _number(value, form: str) -> str:
@@ -819,13 +994,19 @@ def _steps(row: dict) -> str:
     return "" if row["epochs_run"] in ("", None) else f"{row['epochs_run']} ep"
 
 
-def ablation_markdown(rows: list[dict], incomplete: list[str] | tuple[str, ...] = ()) -> str:
-    """The ablation table in Markdown, then one line per row whose verdict is not pass, and one
-    per stage folder cut off before its metrics.json was written."""
+def ablation_markdown(
+    rows: list[dict], incomplete: list[str] | tuple[str, ...] = (), held_out: str | None = None
+) -> str:
+    """The ablation table in Markdown, then one line per row whose verdict is not pass, one
+    per stage folder cut off before its metrics.json was written, and the held-out test line
+    (held_out_line) apart from the table."""
     lines = [
+        # "saved model": the weights in model.keras on every validation image (validation.json),
+        # its accuracy beside its worst class recall; "best val": the run's best evaluation.
         "| stage | model | size | batch | lr | aug | drop | best val loss | best val acc "
-        "| final loss | steps | s | verdict | vs | delta |",
-        "|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---|---:|",
+        "| saved model val acc | saved model worst class recall | final loss | steps | s "
+        "| verdict | vs | delta |",
+        "|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|",
     ]
     for row in rows:
         augment = "" if row["augment"] == "" else ("yes" if row["augment"] else "no")
@@ -833,7 +1014,10 @@ def ablation_markdown(rows: list[dict], incomplete: list[str] | tuple[str, ...] 
             f"| {row['stage']} | {row['architecture']} | {row['image_size']} "
             f"| {row['batch_size']} | {_number(row['learning_rate'], 'g')} | {augment} "
             f"| {_number(row['dropout'], 'g')} | {_number(row['best_val_loss'], '.4f')} "
-            f"| {_number(row['best_val_accuracy'], '.3f')} | {_number(row['final_loss'], '.4f')} "
+            f"| {_number(row['best_val_accuracy'], '.3f')} "
+            f"| {_number(row.get('saved_val_accuracy', ''), '.3f')} "
+            f"| {_number(row.get('worst_class_recall', ''), '.3f')} "
+            f"| {_number(row['final_loss'], '.4f')} "
             f"| {_steps(row)} "
             f"| {_number(row['seconds'], '.1f')} | {row['verdict']} | {row['builds_on']} "
             f"| {_number(row['delta_best_val_loss'], '+.4f')} |"
@@ -845,4 +1029,6 @@ def ablation_markdown(rows: list[dict], incomplete: list[str] | tuple[str, ...] 
     ]
     if notes:
         lines += ["", *notes]
+    if held_out:
+        lines += ["", held_out]
     return "\n".join(lines) + "\n"

@@ -88,11 +88,26 @@ def prior_init(classes: Sequence[str], counts: Sequence[int] | np.ndarray) -> Pr
     )
 
 
+def log_probabilities(logits, binary: bool) -> np.ndarray:
+    """Natural log of the class probabilities, computed from the logits without forming the
+    probabilities first (log-sigmoid / log-softmax in float64): (n, 2) for a sigmoid head,
+    (n, k) for softmax. Exact where the probabilities underflow: a logit 1e6 on the wrong
+    class gives a log-probability of -1e6, where log(softmax) gives -inf and a clipped one
+    -16.1. Its negative at the given label is the cross-entropy Keras reports. A non-finite
+    logit gives a row of NaN."""
+    logits = np.asarray(logits, dtype=np.float64)
+    with np.errstate(invalid="ignore"):  # non-finite rows are set to NaN below
+        if binary:
+            # log sigmoid(z) = -log(1 + e^-z); log(1 - sigmoid(z)) = -log(1 + e^z)
+            column = logits[:, 0]
+            result = np.stack([-np.logaddexp(0.0, column), -np.logaddexp(0.0, -column)], axis=1)
+        else:
+            shifted = logits - logits.max(axis=1, keepdims=True)
+            result = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    result[~np.isfinite(logits).all(axis=1)] = np.nan
+    return result
+
+
 def probabilities(logits, binary: bool) -> np.ndarray:
     """Class probabilities from logits: (n, 2) for a sigmoid head, (n, k) for softmax."""
-    logits = np.asarray(logits, dtype=np.float64)
-    if binary:
-        positive = 1.0 / (1.0 + np.exp(-logits[:, 0]))
-        return np.stack([1 - positive, positive], axis=1)
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
+    return np.exp(log_probabilities(logits, binary))

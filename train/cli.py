@@ -98,15 +98,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--learning-rate",
-        type=argtypes.number(minimum=0.0, maximum=10.0, above_minimum=True),
+        type=_learning_rate,
         default=defaults.learning_rate,
-        help=f"Adam learning rate (default: {defaults.learning_rate:g})",
+        metavar="LR|auto",
+        help=f"Adam learning rate (default: {defaults.learning_rate:g}); auto: run lr_range "
+        "first and train with the rates it proposes (the simple CNN's, and the Xceptions')",
+    )
+    run.add_argument(
+        "--resume",
+        metavar="RUN",
+        help="continue the interrupted run folder RUN (runs/<run-id>): finished stages are read "
+        "back, the unfinished one continues from its last checkpointed evaluation; refused "
+        "(exit 2) when RUN was made with other options",
     )
     run.add_argument(
         "--validation-fraction",
         type=argtypes.open_fraction,
         default=0.2,
         help="validation share when the dataset has no split folders (default: 0.2)",
+    )
+    run.add_argument(
+        "--test-fraction",
+        type=argtypes.open_fraction,
+        help="hold out this share of each class as a test split (default: none): drawn from "
+        "the training side, duplicate groups kept on one side, never used to choose anything, "
+        "evaluated once at the end with the exported model (RUN/test.json)",
     )
     run.add_argument(
         "--on-leak",
@@ -142,6 +158,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("run", metavar="RUN_DIR", help="a folder runs/<run-id>")
     report.set_defaults(handler=rebuild_report)
+    predict = commands.add_parser(
+        "predict",
+        help="predict the class of images with an exported model (RUN/export)",
+        description="Read an export (model.keras + model.json, written to RUN/export/ by "
+        "`train run`) and print one CSV row per image: path, predicted class, its "
+        "probability, then the probability of each class. Exit 0 when every image was "
+        "read, 1 when some could not be (each named on stderr), 2 for an unusable export.",
+    )
+    predict.add_argument("model", metavar="MODEL", help="an export folder (or its model.json)")
+    predict.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
+    predict.add_argument("--out", metavar="FILE", help="write the CSV here instead of stdout")
+    predict.set_defaults(handler=predict_images)
+    _add_label_issues(commands, PRESETS)
     return argtypes.check_paths(parser)
 
 
@@ -158,6 +187,13 @@ def mirror_note(flip: bool, mirrors_searched: bool, stage_names: list[str]) -> s
         "mirrored copy in validation is seen in training. Scan with --mirror to keep them "
         "on one side, or train with --no-flip"
     )
+
+
+def _learning_rate(text: str) -> float | str:
+    """A learning rate in (0, 10], or "auto" (train.lr_range proposes it)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    return argtypes.number(minimum=0.0, maximum=10.0, above_minimum=True)(text)
 
 
 def _epochs_replaced(text: str) -> int:
@@ -197,18 +233,33 @@ def run_stages(args: argparse.Namespace) -> int:
     config = TrainConfig(
         **settings,
         seed=args.seed,
-        learning_rate=args.learning_rate,
+        **(
+            {"auto_learning_rate": True}
+            if args.learning_rate == "auto"
+            else {"learning_rate": args.learning_rate}
+        ),
         bias=args.bias,
         flip=args.flip,
         normalization=args.normalization,
         weights=args.weights,
     )
     examples = load_examples(report_dir, root=args.root)
-    split = split_examples(examples, args.validation_fraction, args.seed, on_leak=args.on_leak)
+    split = split_examples(
+        examples,
+        args.validation_fraction,
+        args.seed,
+        on_leak=args.on_leak,
+        test_fraction=args.test_fraction,
+    )
     print(
         f"{len(split.train_paths)} training and {len(split.val_paths)} validation images "
         f"({examples.skipped_errors} left out for audit errors); split: {split.how}"
     )
+    if split.test_paths:
+        print(
+            f"{len(split.test_paths)} test images held out ({split.details['test_how']}); "
+            "evaluated once, at the end"
+        )
     if split.details.get("left_out_classes"):
         print(f"left out (no usable image): {', '.join(split.details['left_out_classes'])}")
     if split.details.get("leak_note"):
@@ -221,11 +272,35 @@ def run_stages(args: argparse.Namespace) -> int:
             "their validation "
             "figures mean little"
         )
+    thin_test = split.details.get("thin_test_classes")
+    if thin_test:
+        from audit.escaping import terminal  # class names on one line
+
+        shown = ", ".join(f"{terminal(name)} ({count})" for name, count in thin_test.items())
+        print(
+            f"too few test images (fewer than {MIN_VALIDATION_IMAGES}) to measure: {shown}; "
+            "their test figures mean little (test.json: thin_test_classes)"
+        )
     note = mirror_note(config.flip, examples.mirrors_searched, names)
     if note:
         print(note)
-    refuse_inside_dataset(examples.root, Path(args.runs_dir), "--runs-dir")
-    outcome = run_recipe(split, config, names, runs_dir=args.runs_dir, run_id=args.run_id)
+    runs_dir, run_id = args.runs_dir, args.run_id
+    if args.resume:
+        resumed = Path(args.resume)
+        if not resumed.is_dir():
+            raise UserError(f"--resume {args.resume}: no such run folder")
+        if run_id not in (None, resumed.name):
+            raise InvalidArgument(f"--resume {args.resume} and --run-id {run_id} disagree")
+        runs_dir, run_id = str(resumed.parent), resumed.name
+    refuse_inside_dataset(examples.root, Path(runs_dir), "--runs-dir")
+    outcome = run_recipe(
+        split,
+        config,
+        names,
+        runs_dir=runs_dir,
+        run_id=run_id,
+        resume_run=bool(args.resume),
+    )
     print(outcome.table())
     if outcome.report:
         print(outcome.report["ablation.md"].read_text(), end="")
@@ -233,6 +308,14 @@ def run_stages(args: argparse.Namespace) -> int:
             f"Ablation report: {outcome.report['ablation.md']}, "
             f"figure: {outcome.report['ablation.png']}"
         )
+    print(outcome.export_note[:1].upper() + outcome.export_note[1:])
+    if outcome.test is not None and not outcome.report:
+        from train.ablation import held_out_line
+
+        print(held_out_line(outcome.run_path))  # ablation.md, printed above, holds it otherwise
+    from train.tensorboard_logs import view_hint
+
+    print(view_hint(outcome.run_path))
     print(f"Run folder: {outcome.run_path}")
     return EXIT_FAILED if outcome.sanity_failed else EXIT_PASSED
 
@@ -246,6 +329,115 @@ def rebuild_report(args: argparse.Namespace) -> int:
     paths = write_report(run)
     print(paths["ablation.md"].read_text(), end="")
     print(f"Written: {', '.join(str(path) for path in paths.values())}")
+    return EXIT_PASSED
+
+
+def predict_images(args: argparse.Namespace) -> int:
+    from train.export import run_predict
+
+    return run_predict(args.model, args.images, args.out)
+
+
+def _add_label_issues(commands, presets) -> None:
+    from train.label_issues import DEFAULT_FOLDS, DEFAULT_MODEL, DEFAULT_STEPS, MODELS
+
+    command = commands.add_parser(
+        "label-issues",
+        help="find images whose label a model's out-of-fold predictions doubt (cleanlab)",
+        description="Train the recipe's model K times, each time on all folds but one (duplicate "
+        "groups kept in one fold), predict the held-out fold, and let cleanlab's confident "
+        "learning pick the doubtful labels. Writes label_issues.csv, label_issues.json and "
+        "the out-of-fold confusion into the report folder; the next scan there shows them as "
+        "suspected_label_issue. Needs the labels extra: pip install 'image-audit[labels]'.",
+    )
+    command.add_argument("root", metavar="ROOT", help="the dataset folder the report was made from")
+    command.add_argument(
+        "--report",
+        metavar="REPORT_DIR",
+        help="output folder of `python -m audit scan ROOT` (default: the scan's default)",
+    )
+    command.add_argument(
+        "--folds",
+        type=argtypes.integer(minimum=2, maximum=50),
+        default=DEFAULT_FOLDS,
+        help=f"K, the number of folds (default: {DEFAULT_FOLDS})",
+    )
+    command.add_argument(
+        "--model", choices=MODELS, default=DEFAULT_MODEL, help=f"default: {DEFAULT_MODEL}"
+    )
+    command.add_argument(
+        "--preset", choices=tuple(presets), help="image size, batch size and steps of a preset"
+    )
+    command.add_argument(
+        "--image-size",
+        type=argtypes.integer(minimum=8, maximum=4096),
+        help="square input side in pixels (default: 32, or the preset's)",
+    )
+    command.add_argument(
+        "--batch-size",
+        type=argtypes.integer(minimum=1, maximum=65536),
+        help="default: 32, or the preset's",
+    )
+    command.add_argument(
+        "--steps",
+        type=argtypes.integer(minimum=1, maximum=10_000_000),
+        help=f"optimisation steps per fold (default: {DEFAULT_STEPS}, or the preset's)",
+    )
+    command.add_argument(
+        "--learning-rate",
+        type=argtypes.number(minimum=0.0, maximum=10.0, above_minimum=True),
+        help="Adam learning rate (default: 0.001)",
+    )
+    command.add_argument(
+        "--seed",
+        type=argtypes.integer(minimum=0, maximum=2**32 - 1),
+        default=1337,
+        help="random seed of the folds, the weights and the batches (default: 1337)",
+    )
+    command.set_defaults(handler=find_label_issues)
+
+
+def find_label_issues(args: argparse.Namespace) -> int:
+    import shlex
+
+    from audit.escaping import terminal
+    from train.label_issues import label_issues, label_issues_config, rescan_hint
+
+    report_dir = args.report or default_report_dir(args.root)
+    config = label_issues_config(
+        args.preset, args.model, args.image_size, args.batch_size, args.steps,
+        args.learning_rate, args.seed,
+    )  # fmt: skip
+    document = label_issues(args.root, report_dir, config, args.folds, args.model)
+    print(
+        f"out-of-fold accuracy {document['out_of_fold_accuracy']:.3f} over "
+        f"{document['images']} images ({document['folds']} folds, {document['seconds']:.0f} s); "
+        f"worst class recall {document['worst_class_recall']}"
+    )
+    if document["weak_model"]:
+        print(
+            "note: a weak held-out model (out-of-fold accuracy "
+            f"{document['out_of_fold_accuracy']:.3f}, always predicting the largest class: "
+            f"{document['majority_rate']:.3f}): its "
+            "suggestions say more about the model than the labels; raise --steps or try "
+            "another --model before trusting them"
+        )
+    issues = document["issues"]
+    print(
+        f"{len(issues)} suspected label issue(s) ({document['flagged_share']:.1%} of the images), "
+        "worst first:"
+    )
+    for issue in issues[:10]:
+        print(
+            terminal(
+                f"  {issue.score:.3f}  {issue.path}: given {issue.label}, "
+                f"suggested {issue.suggested_label}"
+            )
+        )
+    if len(issues) > 10:
+        print(f"  ... and {len(issues) - 10} more in label_issues.csv")
+    print(terminal(f"Written into {report_dir}: {', '.join(document['files'])}"))
+    print(terminal(rescan_hint(shlex.quote(args.root), shlex.quote(str(report_dir)))))
     return EXIT_PASSED
 
 

@@ -7,6 +7,9 @@
   or the run is refused with `on_leak="refuse"`); otherwise it draws a seeded validation set,
   class by class, that keeps every duplicate group on one side, so no picture is in both.
   Either way, classes with fewer than MIN_VALIDATION_IMAGES validation images are named.
+  With a test fraction, a held-out test split is then drawn from the training side the same
+  way (whole duplicate groups, none with a member in validation), so no picture of the test
+  split is in training or validation; no stage reads it (train.recipe evaluates it once).
 * `make_dataset()` decodes exactly as Keras's directory loader does
   (`tf.io.decode_image(channels=3, expand_animations=False)`), resizes, caches, shuffles
   with the seed, batches and prefetches. TensorFlow is imported by make_dataset
@@ -52,6 +55,8 @@ class Examples:
     # Whether the scan also looked for mirrored copies (--mirror): without it, a mirrored
     # copy on the other side of the split is not in any group.
     mirrors_searched: bool = False
+    # The report's sha256 of each file, by absolute path (train.resume's split fingerprint).
+    sha256: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -65,6 +70,11 @@ class SplitExamples:
     val_labels: np.ndarray
     how: str
     details: dict = field(default_factory=dict)
+    # The held-out test split (empty without a test fraction): never read by a stage.
+    test_paths: list[str] = field(default_factory=list)
+    test_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
+    # The report's sha256 of each file, by absolute path (Examples.sha256).
+    sha256: dict[str, str] = field(default_factory=dict)
 
     def train_counts(self) -> list[int]:
         return np.bincount(self.train_labels, minlength=len(self.class_names)).tolist()
@@ -103,6 +113,7 @@ def load_examples(
         groups=np.array([groups.get(row.report_path, -1) for row in usable], dtype=np.int64),
         skipped_errors=len(rows) - len(usable),
         mirrors_searched=bool((report.summary.get("thresholds") or {}).get("mirror")),
+        sha256={resolve(report_root, row.path): row.sha256 for row in usable},
     )
 
 
@@ -112,12 +123,18 @@ def without_empty_classes(examples: Examples) -> tuple[Examples, list[str]]:
     counts = np.bincount(examples.labels, minlength=len(examples.class_names))
     kept = [index for index, count in enumerate(counts) if count > 0]
     left_out = [name for index, name in enumerate(examples.class_names) if counts[index] == 0]
+    if len(kept) < 2:
+        # Refused here, before a run folder exists: the prior bias needs two classes.
+        from audit.escaping import terminal
+
+        found = ", ".join(terminal(examples.class_names[index]) for index in kept)
+        raise InvalidArgument(
+            f"training needs at least two classes with usable images; found {len(kept)}"
+            + (f": {found}" if found else "")
+            + (f" (left out, no usable image: {terminal(', '.join(left_out))})" if left_out else "")
+        )
     if not left_out:
         return examples, []
-    if len(kept) < 2:
-        raise InvalidArgument(
-            f"fewer than two classes have usable images (left out: {', '.join(left_out)})"
-        )
     remap = np.full(len(examples.class_names), -1, dtype=np.int32)
     remap[kept] = np.arange(len(kept), dtype=np.int32)
     narrowed = Examples(
@@ -130,12 +147,17 @@ def without_empty_classes(examples: Examples) -> tuple[Examples, list[str]]:
         groups=examples.groups,
         skipped_errors=examples.skipped_errors,
         mirrors_searched=examples.mirrors_searched,
+        sha256=examples.sha256,
     )
     return narrowed, left_out
 
 
 def split_examples(
-    examples: Examples, validation_fraction: float = 0.2, seed: int = 1337, on_leak: str = "drop"
+    examples: Examples,
+    validation_fraction: float = 0.2,
+    seed: int = 1337,
+    on_leak: str = "drop",
+    test_fraction: float | None = None,
 ) -> SplitExamples:
     """Training/validation split: the dataset's own, or a seeded group-aware stratified one.
 
@@ -145,10 +167,23 @@ def split_examples(
     (details["leaked_validation_files"], ["leaked_groups"] and ["leak_note"]); "refuse" raises
     SplitLeak. details["thin_validation_classes"] names the classes with fewer than
     MIN_VALIDATION_IMAGES validation images, with their count.
+
+    test_fraction: the share of each class's usable images held out as a test split, drawn
+    after validation (so validation is the same with or without it) from the training side,
+    whole duplicate groups at a time and none with a member in validation; at least one
+    training image per class stays. details["test_fraction"], ["test_how"] and
+    ["thin_test_classes"] (classes with fewer than MIN_VALIDATION_IMAGES test images).
     """
     if not 0.0 < validation_fraction < 1.0:
         raise InvalidArgument(
             f"validation_fraction must be between 0 and 1, got {validation_fraction}"
+        )
+    if test_fraction is not None and not (
+        0.0 < test_fraction < 1.0 and validation_fraction + test_fraction < 1.0
+    ):
+        raise InvalidArgument(
+            f"test_fraction must be between 0 and 1 and leave training images beside the "
+            f"validation fraction {validation_fraction:g}, got {test_fraction}"
         )
     if on_leak not in ON_LEAK:
         raise InvalidArgument(f"on_leak must be one of {', '.join(ON_LEAK)}, got {on_leak!r}")
@@ -173,6 +208,15 @@ def split_examples(
             "duplicate groups kept on one side"
         )
         details = {"seed": seed, "validation_fraction": validation_fraction}
+    is_test = np.zeros(len(examples.paths), dtype=bool)
+    if test_fraction is not None:
+        is_test = _held_out_test(examples, is_train, is_val, test_fraction, seed)
+        is_train = is_train & ~is_test
+        details["test_fraction"] = test_fraction
+        details["test_how"] = (
+            f"seeded ({seed}) stratified {test_fraction:.0%} test, drawn from the training side; "
+            "duplicate groups kept on one side"
+        )
     split = SplitExamples(
         class_names=examples.class_names,
         train_paths=[path for path, keep in zip(examples.paths, is_train, strict=True) if keep],
@@ -181,6 +225,9 @@ def split_examples(
         val_labels=examples.labels[is_val],
         how=how,
         details={**details, "left_out_classes": left_out},
+        test_paths=[path for path, keep in zip(examples.paths, is_test, strict=True) if keep],
+        test_labels=examples.labels[is_test],
+        sha256=examples.sha256,
     )
     empty = [
         name
@@ -200,6 +247,15 @@ def split_examples(
         for name, count in zip(split.class_names, val_counts, strict=True)
         if count < MIN_VALIDATION_IMAGES
     }
+    if test_fraction is not None:
+        test_counts = np.bincount(split.test_labels, minlength=len(split.class_names)).tolist()
+        split.details["thin_test_classes"] = {
+            name: int(count)
+            for name, count in zip(split.class_names, test_counts, strict=True)
+            if count < MIN_VALIDATION_IMAGES
+        }
+        if not split.test_paths:
+            raise InvalidArgument("the test split is empty: too few usable images to hold out")
     return split
 
 
@@ -236,27 +292,63 @@ def _leaked_validation(
 
 def _group_stratified_validation(examples: Examples, fraction: float, seed: int) -> np.ndarray:
     """Mark validation files: per class, whole units (a duplicate group or a single file)."""
-    rng = np.random.default_rng(seed)
+    counts = np.bincount(examples.labels, minlength=len(examples.class_names))
+    eligible = np.ones(len(examples.paths), dtype=bool)
+    return _draw_units(examples, eligible, fraction * counts, np.random.default_rng(seed))
+
+
+def _held_out_test(
+    examples: Examples, is_train: np.ndarray, is_val: np.ndarray, fraction: float, seed: int
+) -> np.ndarray:
+    """Mark test files: per class, whole units of the training side whose duplicate group has
+    no member outside it (in validation, or left out of it as a leak), about `fraction` of the
+    class's usable images. Its own random stream, so validation does not move."""
+    groups = examples.groups
+    elsewhere = set(groups[~is_train & (groups >= 0)].tolist())
+    eligible = is_train & ~((groups >= 0) & np.isin(groups, list(elsewhere)))
+    counts = np.bincount(examples.labels, minlength=len(examples.class_names))
+    # A second stream of the same seed: the test draw never changes the validation draw.
+    return _draw_units(examples, eligible, fraction * counts, np.random.default_rng([seed, 1]))
+
+
+def _draw_units(
+    examples: Examples, eligible: np.ndarray, targets: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """Mark files among `eligible`: per class, whole units (a duplicate group or a single file)
+    in a random order until the class's target count, never taking a class's last eligible
+    (training) image."""
     count = len(examples.paths)
     unit_of = np.where(
         examples.groups >= 0, examples.groups, -(np.arange(count) + 1)
     )  # singles: own unit
-    is_val = np.zeros(count, dtype=bool)
+    chosen = np.zeros(count, dtype=bool)
     for label in range(len(examples.class_names)):
-        in_class = np.flatnonzero(examples.labels == label)
+        in_class = np.flatnonzero((examples.labels == label) & eligible)
         units = np.unique(unit_of[in_class])
         rng.shuffle(units)
-        target, taken = fraction * in_class.size, 0
+        target, taken = targets[label], 0
         for unit in units:
-            members = np.flatnonzero(unit_of == unit)
+            members = np.flatnonzero((unit_of == unit) & eligible)
             if taken >= target or taken + members.size >= in_class.size:
                 break  # enough, or this unit would leave the class without training images
-            is_val[members] = True
+            chosen[members] = True
             taken += members.size
-    return is_val
+    return chosen
 
 
 # ---------------------------------------------------------------- tf.data
+
+
+def decode_image(path, image_size: int):
+    """One image file (a path tensor or bytes) as the models see it: decoded as Keras's
+    directory loader does (3 channels, first frame), resized bilinearly to image_size x
+    image_size, float32 0..255. Training, evaluation and `train predict` share it, so an
+    exported model gets exactly the input it was trained on."""
+    import tensorflow as tf
+
+    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    image.set_shape([None, None, 3])
+    return tf.image.resize(image, (image_size, image_size))
 
 
 def make_dataset(
@@ -282,10 +374,7 @@ def make_dataset(
     autotune = tf.data.AUTOTUNE
 
     def load(path, label):
-        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-        image.set_shape([None, None, 3])
-        image = tf.image.resize(image, (image_size, image_size))
-        return image, label
+        return decode_image(path, image_size), label
 
     # Paths as bytes: a name that is not UTF-8 is no text TensorFlow can convert.
     encoded = [os.fsencode(path) for path in paths]

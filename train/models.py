@@ -16,6 +16,7 @@ pretrained backbone keeps the -1..1 scaling it was trained with.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +25,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 from keras import layers  # noqa: E402
 
 from train.bias import PriorInit  # noqa: E402
@@ -275,13 +277,58 @@ MODELS: dict[str, Callable[..., keras.Model]] = {
 }
 
 
-def compile_model(model: keras.Model, init: PriorInit, learning_rate: float = 1e-3) -> keras.Model:
-    """Adam, cross-entropy on logits, accuracy; binary when the head has one unit."""
+# Variables AdamW leaves alone: biases (the output bias holds the class prior, and decaying it
+# would pull the start away from the prior's entropy) and BatchNorm's scale and shift (the
+# usual exclusions, as in the BERT and fastai recipes).
+NO_DECAY = ("bias", "gamma", "beta")
+
+
+def decay_per_step(normalized: float, steps: int) -> float:
+    """Loshchilov & Hutter's normalised weight decay ("Decoupled Weight Decay Regularization",
+    ICLR 2019, appendix B.1): lambda = lambda_norm * sqrt(b / (B * T)), with b / (B * T) one
+    over the run's total steps, so the fraction of each weight decayed per step."""
+    return normalized / math.sqrt(max(1, steps))
+
+
+def keras_weight_decay(normalized: float, steps: int, learning_rate: float) -> float:
+    """Keras AdamW's weight_decay for a per-step decay of decay_per_step(normalized, steps):
+    Keras multiplies its weight_decay by the learning rate (variable -= lr * wd * variable)."""
+    return decay_per_step(normalized, steps) / learning_rate
+
+
+def kernel_norm(model: keras.Model | None) -> float:
+    """L2 norm of the weights AdamW decays (every trainable variable but NO_DECAY's); nan
+    without a model."""
+    if model is None:
+        return float("nan")
+    squares = [
+        float(np.sum(np.square(variable.numpy().astype(np.float64))))
+        for variable in model.trainable_variables
+        if not any(part in variable.name for part in NO_DECAY)
+    ]
+    return math.sqrt(sum(squares))
+
+
+def optimizer(learning_rate: float, weight_decay: float = 0.0) -> keras.optimizers.Optimizer:
+    """Adam, or AdamW (decoupled weight decay, Loshchilov and Hutter) when weight_decay > 0,
+    with biases and BatchNorm's gamma and beta excluded from the decay (NO_DECAY)."""
+    if not weight_decay:
+        return keras.optimizers.Adam(learning_rate)
+    adamw = keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay)
+    adamw.exclude_from_weight_decay(var_names=list(NO_DECAY))
+    return adamw
+
+
+def compile_model(
+    model: keras.Model, init: PriorInit, learning_rate: float = 1e-3, weight_decay: float = 0.0
+) -> keras.Model:
+    """Adam (AdamW with weight_decay > 0), cross-entropy on logits, accuracy; binary when the
+    head has one unit."""
     if init.binary:
         loss = keras.losses.BinaryCrossentropy(from_logits=True)
         metrics = [keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)]
     else:
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=metrics)
+    model.compile(optimizer=optimizer(learning_rate, weight_decay), loss=loss, metrics=metrics)
     return model

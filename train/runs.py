@@ -30,6 +30,9 @@ import json
 import math
 import os
 import re
+import shutil
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -39,6 +42,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from audit.errors import AlreadyExists, CannotWrite, InvalidArgument
+from audit.lock import folder_lock
 from audit.reportio import atomic_text
 
 
@@ -55,6 +59,7 @@ class RunSpec:
     evaluations: int  # validation passes, evenly over the steps
     augment: bool = False
     early_stopping: bool = False
+    weight_decay: float = 0.0  # AdamW's decoupled weight decay (0: Adam)
 
     @property
     def images_per_evaluation(self) -> int:
@@ -65,6 +70,10 @@ class RunSpec:
         """The spec as a plain dict (the first keys of a run summary)."""
         return asdict(self)
 
+
+# RUN/run.json: the configuration, stages and split a run was started with (what --resume
+# compares with).
+RUN_FILE = "run.json"
 
 STATUSES = ("pass", "fail", "not_converged", "collapsed", "invalid_reference", "skipped")
 # Statuses that make a run unfit to be compared with (invalid_reference downstream).
@@ -135,7 +144,12 @@ class StageResult:
 class RunStore:
     """runs/<run-id>/ and its numbered stage folders."""
 
-    def __init__(self, runs_dir: str | os.PathLike = "runs", run_id: str | None = None):
+    def __init__(
+        self, runs_dir: str | os.PathLike = "runs", run_id: str | None = None, resume: bool = False
+    ):
+        """resume: open an existing run folder to continue it (train.recipe, --resume): its
+        finished stage folders are kept and counted, a stage folder cut off before its
+        metrics.json was written is removed (the stage runs again)."""
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
         self.run_id = run_id or stamp
         if not re.fullmatch(r"[A-Za-z0-9._-]+", self.run_id):
@@ -143,6 +157,22 @@ class RunStore:
                 f"run id may hold letters, digits, '.', '_' and '-' only: {self.run_id!r}"
             )
         self.path = Path(runs_dir) / self.run_id
+        # One process per run folder: a second run with the same id, or a --resume of a run
+        # still going, is refused (exit 2) before anything is read or removed. Held until
+        # close() or the end of the process (a SIGKILL releases it).
+        self._lock = ExitStack()
+        self._lock.enter_context(folder_lock(self.path, "train run"))
+        if resume:
+            if not (self.path / RUN_FILE).is_file():
+                raise InvalidArgument(
+                    f"{self.path} is no run that can be resumed (no {RUN_FILE}: a run written "
+                    "before --resume existed, or not a run folder)"
+                )
+            for folder in sorted(self.path.glob("[0-9][0-9]-*")):
+                if _stage_metrics(folder) is None:
+                    shutil.rmtree(folder)
+            self.stages_written = len(finished_stages(self.path))
+            return
         # A folder holding only a log (the app starts runs that way) is fine; an earlier run is not.
         if (self.path / "events.jsonl").exists() or any(self.path.glob("[0-9][0-9]-*")):
             raise AlreadyExists(
@@ -156,12 +186,32 @@ class RunStore:
             ) from None
         self.stages_written = 0
 
-    def write_stage(self, result: StageResult, preview: dict | None = None) -> Path:
-        """Write one stage's folder; returns it. preview: train.stages.Context.preview's dict."""
+    def close(self) -> None:
+        """Release the run folder's lock (the run is over)."""
+        self._lock.close()
+
+    def write_stage(
+        self,
+        result: StageResult,
+        preview: dict | None = None,
+        extras: Callable[[Path], None] | None = None,
+    ) -> Path:
+        """Write one stage's folder; returns it. preview: train.stages.Context.preview's dict;
+        extras: writes the stage's other files into the folder (train.ablation.write_extras).
+        metrics.json is written last, whole or not at all: a folder without it is a stage cut
+        off while being written (readers leave it out; --resume removes it and runs the stage
+        again from its checkpoint)."""
         self.stages_written += 1
         folder = self.path / f"{self.stages_written:02d}-{result.name}"
         folder.mkdir()
         (folder / "config.json").write_text(json.dumps(result.config, indent=2, default=str) + "\n")
+        write_history(folder / "history.csv", result.history)
+        if result.model is not None:
+            result.model.save(folder / "model.keras")
+        if preview is not None:
+            save_batch_preview(folder / "batch_preview.png", preview)
+        if extras is not None:
+            extras(folder)
         metrics = {
             "stage": result.name,
             "hypothesis": result.hypothesis,
@@ -176,15 +226,8 @@ class RunStore:
             ],
             "summary": _finite(result.summary),
         }
-        # Whole or absent (a run killed meanwhile leaves no half-written metrics.json):
-        # readers take a stage folder without one as cut off.
         with atomic_text(folder / "metrics.json") as handle:
             handle.write(json.dumps(metrics, indent=2) + "\n")
-        write_history(folder / "history.csv", result.history)
-        if result.model is not None:
-            result.model.save(folder / "model.keras")
-        if preview is not None:
-            save_batch_preview(folder / "batch_preview.png", preview)
         return folder
 
 

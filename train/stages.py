@@ -32,6 +32,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
@@ -50,6 +51,7 @@ from train.runs import (
 
 if TYPE_CHECKING:  # train.ablation imports this module
     from train.ablation import Ablation
+    from train.checkpoints import Checkpoints
 
 # Images read to measure the per-channel statistics of the training set (a seeded sample
 # beyond that: the mean and standard deviation of 2,048 images are within a fraction of a
@@ -79,6 +81,12 @@ class Context:
         # The ablation chain's runs, shared by its stages; train.ablation creates it when a
         # stage first needs it.
         self.ablation: Ablation | None = None
+        # The run folder when TensorBoard logs are written (RUN/tensorboard/<run label>/,
+        # train.tensorboard_logs); None: none (set by train.recipe.run_recipe).
+        self.tensorboard_run: Path | None = None
+        # RUN/checkpoints/ (train.checkpoints) when runs are checkpointed for --resume; None:
+        # not (set by train.recipe.run_recipe).
+        self.checkpoints: Checkpoints | None = None
         if config.seed is not None:
             import tensorflow as tf
 
@@ -201,12 +209,14 @@ class Context:
         name: str,
         learning_rate: float | None = None,
         image_size: int | None = None,
+        weight_decay: float = 0.0,
         **options,
     ):
         """A compiled model, built right after reseeding (same random seed, same initial
-        weights). With normalization "channel", the models trained from scratch standardise
-        their input with the training set's per-channel statistics (the pretrained backbone
-        keeps the scaling it was trained with)."""
+        weights); AdamW with weight_decay > 0 (train.models.optimizer). With normalization
+        "channel", the models trained from scratch standardise their input with the training
+        set's per-channel statistics (the pretrained backbone keeps the scaling it was trained
+        with)."""
         size = image_size or self.config.image_size
         if self.config.normalization == "channel" and name != "pretrained":
             options = {**options, "normalization": self.channel_statistics(size)}
@@ -214,7 +224,9 @@ class Context:
         model = models.MODELS[name](
             (size, size, 3), self.init, bias=self.config.bias, seed=self.config.seed, **options
         )
-        return models.compile_model(model, self.init, learning_rate or self.config.learning_rate)
+        return models.compile_model(
+            model, self.init, learning_rate or self.config.learning_rate, weight_decay
+        )
 
     def fit(
         self,
@@ -272,6 +284,19 @@ class Context:
         )
         validation = self.dataset("val", image_size=image_size, batch_size=batch_size)
         self.reseed()
+        everything = [*callbacks, *self._log_callbacks(label, per_round), RoundLine()]
+        if self.checkpoints is not None:  # a checkpoint per evaluation, resumed from the last
+            setup = {
+                "image_size": image_size or self.config.image_size,
+                "batch_size": batch_size or self.config.batch_size,
+                "augment": augment,
+                "shuffled_labels": shuffled_labels,
+                "train_images": len(self.split.train_paths),
+                "seed": self.config.seed,
+            }
+            return self.checkpoints.fit(
+                model, label, train, validation, rounds, per_round, everything, setup
+            )
         # shuffle=False: the pipeline already shuffles, with the random seed.
         history = model.fit(
             train,
@@ -280,9 +305,17 @@ class Context:
             steps_per_epoch=per_round,
             shuffle=False,
             verbose=0,
-            callbacks=[*callbacks, RoundLine()],
+            callbacks=[*callbacks, *self._log_callbacks(label, per_round), RoundLine()],
         )
         return {key: [float(value) for value in values] for key, values in history.history.items()}
+
+    def _log_callbacks(self, label: str, per_round: int) -> list:
+        """The TensorBoard log callback of a run labelled `label`, when logs are written."""
+        if self.tensorboard_run is None:
+            return []
+        from train import tensorboard_logs
+
+        return [tensorboard_logs.callback(self.tensorboard_run, label, per_round)]
 
     def baseline(self) -> tuple[Any, dict[str, list[float]]]:
         """The simple CNN (baseline_spec) trained on real inputs, as (model, history): shared by
