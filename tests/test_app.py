@@ -9,6 +9,7 @@ import pytest
 
 from audit.outputs import dataset_key, default_report_dir
 from tests.imagegen import colour_dataset
+from ui import runs_live
 
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
@@ -19,7 +20,11 @@ EVIL = "<img src=x onerror=alert(1)>.png"
 
 @pytest.fixture
 def workspace(tmp_path, monkeypatch):
-    """An allowed root holding a small dataset with a cross-class copy and a hostile name."""
+    """An allowed root holding a small dataset with a cross-class copy and a hostile name.
+
+    The page's scans inspect files in the test's process (one job): a worker pool costs
+    1-2 s to start per scan, and tests/test_lock.py covers the pool's workers."""
+    monkeypatch.setattr("audit.scan.default_jobs", lambda: 1)
     monkeypatch.setenv("IMAGE_AUDIT_ALLOWED_ROOTS", str(tmp_path))
     monkeypatch.delenv("IMAGE_AUDIT_WORKDIR", raising=False)
     root = colour_dataset(tmp_path / "data", {"blue": 12, "red": 8})
@@ -32,10 +37,14 @@ def app() -> AppTest:
     return AppTest.from_file(APP, default_timeout=120).run()
 
 
-def scanned(root) -> AppTest:
-    test = app()
+def scanned(root, test: AppTest | None = None) -> AppTest:
+    """Scan root from the page and wait for the background scan to finish."""
+    test = test or app()
     test.text_input(key="dataset_path").input(str(root)).run()
     test.button(key="scan").click().run()
+    assert not test.exception, [e.value for e in test.exception]
+    assert test.session_state["scan_job"].wait(timeout=120)
+    test.run()
     assert not test.exception, [e.value for e in test.exception]
     return test
 
@@ -68,7 +77,7 @@ def test_scan_shows_numbers_gallery_and_escapes_names(workspace):
     assert "label conflict" in markdown
     assert "<img src=x" not in markdown  # every file name shown through markdown is escaped
     assert any("Suggested output bias" in text.value for text in test.text)
-    problems = test.dataframe[0].value
+    problems = next(table.value for table in test.dataframe if "preview" in table.value.columns)
     assert f"red/{EVIL}" in set(problems["path"])
     assert (default_report_dir(root, base=tmp_path / "reports") / "summary.json").is_file()
 
@@ -87,7 +96,7 @@ def test_quarantine_needs_explicit_confirmation(workspace):
     test = scanned(root)
     assert test.button(key="quarantine_go").disabled  # no move without the confirmation
     assert (root / "red" / "copy.png").exists()
-    test.checkbox(key="quarantine_confirm").check().run()
+    test.checkbox(key="quarantine_confirm_0").check().run()
     test.button(key="quarantine_go").click().run()
     assert any("moved" in message.value for message in test.success)
     report_dir = default_report_dir(root, base=tmp_path / "reports")
@@ -142,10 +151,9 @@ def test_training_runs_in_the_background_and_its_verdicts_show(workspace):
     form_stages.set_value(["init_loss"])
     test.button[0].click().run()  # the form's submit button
     assert any("Started run" in message.value for message in test.success)
-    process = test.session_state["training"]["process"]
-    assert process.wait(timeout=180) == 0
+    (run_path,) = runs_live.active_runs(tmp_path / "runs")
+    assert runs_live.wait(run_path, timeout=180) == 0, (run_path / "train.log").read_text()[-800:]
     test.run()
-    runs = test.selectbox(key="run_choice")
-    assert runs.value.name.startswith("app-")
+    assert test.selectbox(key="run_choice").value.startswith("app-")
     verdicts = test.dataframe[-1].value
     assert set(verdicts["verdict"]) >= {"initial_loss_is_prior_entropy"}

@@ -9,6 +9,7 @@ the tool wrote it.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -17,7 +18,7 @@ import streamlit.components.v1 as components
 
 from audit import history
 from audit.datadocs import safe_page
-from ui.safety import OutsideAllowedRoots, checked, workdir
+from ui.safety import OutsideAllowedRoots, checked, markdown, readable, workdir
 
 
 def render() -> None:
@@ -49,17 +50,33 @@ def render() -> None:
         }
     )
     st.dataframe(table, hide_index=True, width="stretch")
-    st.subheader("Expectations over time (1 = met)")
-    over_time = pd.DataFrame(
-        [{key: int(ok) for key, ok in run.expectations.items()} for run in runs],
-        index=[run.id for run in runs],
-    )
-    st.line_chart(over_time)
+    st.subheader("Expectations, check by check")
+    grid = expectation_grid(runs)
+    st.dataframe(grid.style.map(_colour), width="stretch")
     st.subheader("Since the previous check")
     previous = runs[-2] if len(runs) > 1 else None
     for line in history.changes(previous, runs[-1]):
         st.text(f"- {line}")
     _latest_pages(runs[-1])
+
+
+def expectation_grid(runs: list[history.Run]) -> pd.DataFrame:
+    """Checks x expectations: "pass" or "fail" per expectation of each check, "-" where that
+    check's suite did not hold the expectation; newest check first."""
+    keys = list(dict.fromkeys(key for run in runs for key in run.expectations))
+    rows = [
+        {
+            key: ("pass" if run.expectations[key] else "fail") if key in run.expectations else "-"
+            for key in keys
+        }
+        for run in reversed(runs)
+    ]
+    index = [f"#{run.id} {run.time_utc[:16].replace('T', ' ')}" for run in reversed(runs)]
+    return pd.DataFrame(rows, index=pd.Index(index, name="check (UTC)"), columns=keys)
+
+
+def _colour(value: str) -> str:
+    return {"pass": "background-color: #d7f5dd", "fail": "background-color: #fbd5d5"}.get(value, "")
 
 
 def _latest_pages(run: history.Run) -> None:
@@ -74,9 +91,11 @@ def _latest_pages(run: history.Run) -> None:
     page = folder / "check.html"
     docs = folder / "gx-project" / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
     st.subheader("Latest check")
-    if page.exists():
+    if readable(page):
         _embed(_embeddable(page), height=520)
-    if docs.exists():
+    elif os.path.lexists(page):
+        st.warning(f"{markdown(page)} is not shown: it leads outside the allowed roots.")
+    if readable(docs):
         st.text(f"Great Expectations Data Docs: {docs}")
         st.download_button(
             "Data Docs index.html",
@@ -89,11 +108,11 @@ def _latest_pages(run: history.Run) -> None:
         # RUN NAME/RUN TIME/PAGE.html; run times sort as text).
         pages = sorted(docs.parent.glob("validations/*/*/*/*.html"))
         latest = max((page.parent.name for page in pages), default="")
-        for page in [page for page in pages if page.parent.name == latest]:
+        for page in [page for page in pages if page.parent.name == latest and readable(page)]:
             with st.expander(f"Data Docs: {page.parent.parent.parent.name}"):
                 _embed(_embeddable(page), height=600)
     validation = folder / "validation_result.json"
-    if validation.exists():
+    if readable(validation):
         st.download_button(
             "validation_result.json",
             validation.read_bytes(),
