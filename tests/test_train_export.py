@@ -390,3 +390,23 @@ def test_thin_test_classes_are_written_and_shown(run, tmp_path):
         and line.endswith("a handful) in red (1)")
     )
     assert "handful" not in (held_out_line(outcome.run_path) or "")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["run", "data", "--stages", "init_loss"],
+        ["report", "runs/x"],
+        ["predict", "export", "a.png"],
+        ["label-issues", "data"],
+    ],
+)
+def test_a_missing_training_package_is_exit_2_with_the_install_hint(command, monkeypatch, capsys):
+    import sys
+
+    from train.cli import main
+
+    monkeypatch.setitem(sys.modules, "keras", None)  # as if the train extra were not installed
+    assert main(command) == 2
+    error = capsys.readouterr().err
+    assert "needs keras" in error and "pip install 'image-audit[train]'" in error

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from audit import argtypes
 from audit.boundary import run_command
-from audit.errors import InvalidArgument, UserError
+from audit.errors import InvalidArgument, MissingDependency, UserError
 from audit.outputs import default_report_dir, refuse_inside_dataset
 
 EXIT_PASSED, EXIT_FAILED = 0, 1
@@ -218,7 +218,30 @@ def select_stages(spec: str) -> list[str]:
     return names
 
 
+# What training needs beyond the audit (the `train` extra), by module name.
+TRAINING_PACKAGES = ("tensorflow", "keras", "matplotlib")
+TRAIN_INSTALL_HINT = "pip install 'image-audit[train]'"
+
+
+def require_training_packages() -> None:
+    """MissingDependency (exit 2, with the install hint) when a package of the `train` extra
+    cannot be imported; the commands that train, predict or draw call it first."""
+    import importlib
+
+    missing = []
+    for name in TRAINING_PACKAGES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise MissingDependency(
+            f"this command needs {', '.join(missing)} (the train extra): {TRAIN_INSTALL_HINT}"
+        )
+
+
 def run_stages(args: argparse.Namespace) -> int:
+    require_training_packages()
     from train.config import PRESETS, TrainConfig
     from train.data import MIN_VALIDATION_IMAGES, load_examples, split_examples
     from train.recipe import run_recipe
@@ -321,6 +344,7 @@ def run_stages(args: argparse.Namespace) -> int:
 
 
 def rebuild_report(args: argparse.Namespace) -> int:
+    require_training_packages()
     from train.ablation import write_report
 
     run = Path(args.run)
@@ -333,6 +357,7 @@ def rebuild_report(args: argparse.Namespace) -> int:
 
 
 def predict_images(args: argparse.Namespace) -> int:
+    require_training_packages()
     from train.export import run_predict
 
     return run_predict(args.model, args.images, args.out)
@@ -398,6 +423,7 @@ def _add_label_issues(commands, presets) -> None:
 
 
 def find_label_issues(args: argparse.Namespace) -> int:
+    require_training_packages()
     import shlex
 
     from audit.escaping import terminal
