@@ -160,7 +160,7 @@ def test_the_view_records_labels_and_computes_accuracy(tmp_path, monkeypatch):
     assert not any(label == EVIL for label in labels)  # the hostile class name escaped
 
 
-def test_cant_tell_is_no_class_name_and_old_files_still_read(tmp_path):
+def test_cant_tell_is_no_class_name_and_a_foreign_file_is_refused(tmp_path):
     """Attack on issue 18, finding 4: "can't tell" was the string "(can't tell)", so a
     class of that name got two identical buttons and its answers counted as can't tell.
     Now it is an answer of its own; a file of the previous format is read as it meant."""
