@@ -421,7 +421,7 @@ def render_html(summary: dict, collector: _Collector, context: ReportContext) ->
         title=context.root.name or str(context.root),
         codes=CODES,
         dataset_codes=DATASET_CODES,
-        issue_rows=_issue_rows(summary),
+        issue_rows=issue_rows(summary),
         **pictures(),
         label_issues_total=len(context.model_findings.applied),
         flagged_total=collector.flagged_total,
@@ -433,7 +433,7 @@ def render_html(summary: dict, collector: _Collector, context: ReportContext) ->
         scatter=Markup(charts.resolution_scatter(collector.points, values.get("scatter_bounds"))),
         scatter_sampled=len(collector.points) < collector.usable,
         thumbnails_capped=budget[0] <= 0,
-        verdict=_verdict(summary),
+        verdict=verdict(summary),
         **values,
     )
 
@@ -507,7 +507,9 @@ def _widespread_codes(summary: dict) -> list[str]:
     return [f["code"] for f in summary["dataset_findings"] if f.get("widespread")]
 
 
-def _issue_rows(summary: dict) -> list[dict]:
+def issue_rows(summary: dict) -> list[dict]:
+    """Issue codes with their count, severity and meaning: the report's issues-by-code table
+    (and the app's), worst severity first, then the most frequent."""
     rows = [
         {"code": code, "severity": CODES[code][0], "count": count, "meaning": CODES[code][1]}
         for code, count in summary["issue_counts"].items()
@@ -518,7 +520,8 @@ def _issue_rows(summary: dict) -> list[dict]:
     )
 
 
-def _verdict(summary: dict) -> str:
+def verdict(summary: dict) -> str:
+    """The report's verdict sentence (report.html, report.md and the app lead with it)."""
     errors = summary["severity_counts"]["error"]
     warnings = summary["severity_counts"]["warning"]
     if errors:
@@ -534,7 +537,7 @@ def render_markdown(summary: dict, collector: _Collector) -> str:
     lines = [
         f"# Image audit: {markdown(Path(summary['root']).name)}",
         "",
-        f"**{_verdict(summary)}** (exit code {summary['exit_code']}, fail-on {summary['fail_on']})",
+        f"**{verdict(summary)}** (exit code {summary['exit_code']}, fail-on {summary['fail_on']})",
         "",
         "| files | usable | errors | warnings | info | classes | imbalance ratio |",
         "|---:|---:|---:|---:|---:|---:|---:|",
@@ -547,12 +550,12 @@ def render_markdown(summary: dict, collector: _Collector) -> str:
     weak = weak_model_note(summary)
     if weak:
         lines += [f"**Warning:** {markdown(weak)}", ""]
-    issue_rows = _issue_rows(summary)
-    if issue_rows:
+    by_code = issue_rows(summary)
+    if by_code:
         lines += ["## Issues", "", "| code | severity | files | meaning |", "|---|---|---:|---|"]
         lines += [
             f"| `{row['code']}` | {row['severity']} | {row['count']} | {row['meaning']} |"
-            for row in issue_rows
+            for row in by_code
         ]
         lines.append("")
     if summary["dataset_findings"]:

@@ -15,12 +15,14 @@ from pathlib import Path
 import pytest
 
 from audit.lock import FolderBusy, folder_lock
+from audit.model_findings import LabelIssue
 from audit.outputs import default_report_dir
 from audit.quarantine import manifest_entries, manifests
 from audit.scan import scan
 from tests.conftest import jpeg, write_dataset
 from tests.imagegen import colour_dataset, encode, photo_like
 from tests.test_app import EVIL, app, scanned
+from tests.test_model_findings import _publish
 from ui.safety import markdown
 
 pytest.importorskip("streamlit")
@@ -265,9 +267,12 @@ def test_label_issue_and_quality_galleries(workspace):
     assert "blue · blank.png" in captions + [text.value for text in test.text]
     assert not [s for s in test.subheader if s.value == "Suspected label issues"]
     report_dir = _report_dir(tmp_path, root)
-    (report_dir / "label_issues.csv").write_text(
-        "path,sha256,label,suggested_label,score,fold\n"
-        f"red/001.png,{'a' * 64},red,blue,0.091,2\nblue/002.png,{'b' * 64},blue,red,0.40,1\n"
+    _publish(  # label_issues.csv with its label_issues.json, as label-issues writes them
+        report_dir,
+        [
+            LabelIssue("red/001.png", "a" * 64, "red", "blue", 0.091, 2),
+            LabelIssue("blue/002.png", "b" * 64, "blue", "red", 0.40, 1),
+        ],
     )
     test.run()
     assert [s for s in test.subheader if s.value == "Suspected label issues"]
@@ -364,9 +369,12 @@ def test_ticked_label_issues_quarantine_and_a_taken_place_stays_away(
     monkeypatch.setenv("IMAGE_AUDIT_WORKDIR", str(work))
     test = scanned(root)
     report = default_report_dir(root, base=work / "reports")
-    (report / "label_issues.csv").write_text(
-        "path,sha256,label,suggested_label,score,fold\n"
-        f"blue/003.png,{'a' * 64},blue,red,0.05,1\nred/002.png,{'b' * 64},red,blue,0.1,2\n"
+    _publish(
+        report,
+        [
+            LabelIssue("blue/003.png", "a" * 64, "blue", "red", 0.05, 1),
+            LabelIssue("red/002.png", "b" * 64, "red", "blue", 0.1, 2),
+        ],
     )
     secret = tmp_path_factory.mktemp("outside") / "secret.md"
     secret.write_text("SECRET")

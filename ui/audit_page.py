@@ -18,11 +18,10 @@ import streamlit as st
 from audit.codes import CODES, SEVERITY_RANK
 from audit.errors import UserError
 from audit.escaping import terminal
-from audit.model_findings import LabelIssue
+from audit.model_findings import LABEL_ISSUES_NAME, MODEL_SUMMARY_NAME, LabelIssue
 from audit.outputs import default_report_dir
 from audit.quarantine import manifest_entries, quarantine, restore, select
-from audit.report import _issue_rows as issue_rows
-from audit.report import _verdict as verdict
+from audit.report import issue_rows, verdict
 from audit.reportio import DUPLICATES, IMAGES, SUMMARY_NAME, DuplicateRow, Report
 from train.bias import prior_init
 from ui import data, gallery
@@ -169,7 +168,13 @@ def _progress() -> None:
 def show_report(report_dir: Path) -> None:
     """Everything a report says, the answer first, then the galleries and the actions."""
     # The files the page parses (the others are offered for download one by one).
-    read = [SUMMARY_NAME, IMAGES.file_name, DUPLICATES.file_name, data.LABEL_ISSUES_NAME]
+    read = [
+        SUMMARY_NAME,
+        IMAGES.file_name,
+        DUPLICATES.file_name,
+        LABEL_ISSUES_NAME,
+        MODEL_SUMMARY_NAME,
+    ]
     try:
         outside = leading_outside(checked(report_dir) / name for name in read)
         if outside:
@@ -191,7 +196,11 @@ def show_report(report_dir: Path) -> None:
         return
     try:
         suspects = data.label_issues(
-            str(report_dir), data.mtime(report_dir / data.LABEL_ISSUES_NAME)
+            str(report_dir),
+            max(
+                data.mtime(report_dir / LABEL_ISSUES_NAME),
+                data.mtime(report_dir / MODEL_SUMMARY_NAME),
+            ),
         )
     except UserError as error:  # a damaged label_issues.csv hides nothing else
         st.warning(markdown(str(error)))

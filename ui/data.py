@@ -13,9 +13,10 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from audit import model_findings
 from audit.checks import DEFAULT_MAX_PIXELS
 from audit.errors import UserError
-from audit.model_findings import LABEL_ISSUES_NAME, LabelIssue, read_label_issues
+from audit.model_findings import LabelIssue
 from audit.quarantine import manifest_entries, manifests
 from audit.reportio import (
     DUPLICATES,
@@ -92,9 +93,11 @@ def locations(report_dir: str, modified: float) -> dict[str, tuple[str, str]]:
 
 @cached()
 def label_issues(report_dir: str, modified: float) -> list[LabelIssue] | None:
-    """label_issues.csv's rows (worst first), or None when the report has none."""
-    path = Path(report_dir) / LABEL_ISSUES_NAME
-    return read_label_issues(path) if path.is_file() else None
+    """label_issues.csv's rows (worst first), or None when the report has none; read as a
+    scan imports them (audit.model_findings.load: with the label_issues.json they belong
+    to). modified: the later of the two files' modification times (the cache key)."""
+    findings = model_findings.load(report_dir)
+    return findings.issues if findings.source is not None else None
 
 
 # A report is checked against the disk at most every STALE_TTL_S seconds, and an action of
