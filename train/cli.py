@@ -364,7 +364,10 @@ def predict_images(args: argparse.Namespace) -> int:
 
 
 def _add_label_issues(commands, presets) -> None:
+    from train.config import TrainConfig
     from train.label_issues import DEFAULT_FOLDS, DEFAULT_MODEL, DEFAULT_STEPS, MODELS
+
+    defaults = TrainConfig()
 
     command = commands.add_parser(
         "label-issues",
@@ -396,12 +399,12 @@ def _add_label_issues(commands, presets) -> None:
     command.add_argument(
         "--image-size",
         type=argtypes.integer(minimum=8, maximum=4096),
-        help="square input side in pixels (default: 32, or the preset's)",
+        help=f"square input side in pixels (default: {defaults.image_size}, or the preset's)",
     )
     command.add_argument(
         "--batch-size",
         type=argtypes.integer(minimum=1, maximum=65536),
-        help="default: 32, or the preset's",
+        help=f"default: {defaults.batch_size}, or the preset's",
     )
     command.add_argument(
         "--steps",
@@ -411,13 +414,13 @@ def _add_label_issues(commands, presets) -> None:
     command.add_argument(
         "--learning-rate",
         type=argtypes.number(minimum=0.0, maximum=10.0, above_minimum=True),
-        help="Adam learning rate (default: 0.001)",
+        help=f"Adam learning rate (default: {defaults.learning_rate:g})",
     )
     command.add_argument(
         "--seed",
         type=argtypes.integer(minimum=0, maximum=2**32 - 1),
-        default=1337,
-        help="random seed of the folds, the weights and the batches (default: 1337)",
+        default=defaults.seed,
+        help=f"random seed of the folds, the weights and the batches (default: {defaults.seed})",
     )
     command.set_defaults(handler=find_label_issues)
 

@@ -90,7 +90,7 @@ def label_issues_config(
     batch_size: int | None = None,
     steps: int | None = None,
     learning_rate: float | None = None,
-    seed: int | None = 1337,
+    seed: int | None = TrainConfig.seed,
 ) -> TrainConfig:
     """The training configuration of each fold: the preset's (or the recipe's defaults with
     DEFAULT_STEPS), then the options given. One evaluation per fold: nothing is chosen on the
