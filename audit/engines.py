@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import repeat
 from multiprocessing.context import BaseContext
 from typing import Protocol
@@ -32,7 +33,7 @@ from typing import Protocol
 from audit.checks import REGISTRY, Registry, Thresholds
 from audit.dataset import FileEntry
 from audit.errors import MissingDependency, UserError
-from audit.inspect import inspect_file
+from audit.inspect import Facts, inspect_files
 from audit.records import FileRecord, Finding
 
 CHUNK_SIZE = 64  # files per task sent to a worker
@@ -63,8 +64,30 @@ class FileWork:
 
 def inspect_entry(entry: FileEntry, work: FileWork) -> FileRecord:
     """Inspect one file and run the per-file checks; never raises for a bad file."""
+    return inspect_chunk([entry], work)[0]
+
+
+def inspect_chunk(entries: list[FileEntry], work: FileWork) -> list[FileRecord]:
+    """Inspect a chunk of files (one worker task: their hashes and measures are computed
+    together, audit.inspect.inspect_files) and run the per-file checks; never raises for
+    a bad file."""
+    limit = work.thresholds.max_pixels
     try:
-        facts = inspect_file(entry, work.thresholds.max_pixels)
+        observed = inspect_files(entries, limit)
+    except Exception:  # a bug in the chunk's shared work: each file alone, to blame one
+        observed = []
+        for entry in entries:
+            try:
+                observed += inspect_files([entry], limit)
+            except Exception as error:
+                observed.append(error)
+    return [_record_of(entry, facts, work) for entry, facts in zip(entries, observed, strict=True)]
+
+
+def _record_of(entry: FileEntry, facts: Facts | Exception, work: FileWork) -> FileRecord:
+    try:
+        if isinstance(facts, Exception):
+            raise facts
         findings = work.registry.check_file(facts, work.thresholds)
     except Exception as error:  # a bug of ours must not cost the user their whole scan
         return failed_record(entry, f"audit could not inspect it ({type(error).__name__}: {error})")
@@ -104,11 +127,6 @@ def failed_record(entry: FileEntry, reason: str) -> FileRecord:
     )
 
 
-def inspect_chunk(entries: list[FileEntry], work: FileWork) -> list[FileRecord]:
-    """A batch of files in one task (what the Dask engine ships to a worker)."""
-    return [inspect_entry(entry, work) for entry in entries]
-
-
 class InlineEngine:
     """Everything in this process: no start-up cost, one core."""
 
@@ -116,7 +134,11 @@ class InlineEngine:
         self.work = work
 
     def submit(self, entries: list[FileEntry]) -> Iterator[FileRecord]:
-        return (inspect_entry(entry, self.work) for entry in entries)
+        return (
+            record
+            for chunk in _chunks(entries, CHUNK_SIZE)
+            for record in inspect_chunk(chunk, self.work)
+        )
 
     def close(self) -> None:
         pass
@@ -194,9 +216,23 @@ def _die_with(pid: int, started: str | None) -> None:
 
 def inspect_in_worker(entry: FileEntry) -> FileRecord:
     """The default per-file function of the local pool (its work set by the initializer)."""
+    return inspect_chunk_in_worker([entry])[0]
+
+
+def inspect_chunk_in_worker(entries: list[FileEntry]) -> list[FileRecord]:
+    """The local pool's task: a chunk of files (see inspect_chunk)."""
     if _worker_work is None:
         raise RuntimeError("inspect_in_worker runs only in a pool started by start_pool")
-    return inspect_entry(entry, _worker_work)
+    return inspect_chunk(entries, _worker_work)
+
+
+def _each(worker: Callable[[FileEntry], FileRecord], entries: list[FileEntry]) -> list[FileRecord]:
+    """A chunk task made of a per-file function (a pool given its own worker)."""
+    return [worker(entry) for entry in entries]
+
+
+def _chunks(entries: list[FileEntry], size: int) -> list[list[FileEntry]]:
+    return [entries[start : start + size] for start in range(0, len(entries), size)]
 
 
 class PoolEngine:
@@ -214,7 +250,10 @@ class PoolEngine:
     ):
         self.jobs = jobs
         self.work = work
-        self.worker = worker or inspect_in_worker
+        self.worker = worker or inspect_in_worker  # per file: what _isolate runs
+        self.chunk_worker: Callable[[list[FileEntry]], list[FileRecord]] = (
+            inspect_chunk_in_worker if worker is None else partial(_each, worker)
+        )
         self._executor: ProcessPoolExecutor | None = None
         self._generation = 0  # bumped each time the pool is replaced
         self._no_pool = False  # workers could not start: inspect in this process
@@ -228,9 +267,8 @@ class PoolEngine:
         if executor is None:
             return InlineEngine(self.work).submit(entries)
         generation = self._generation
-        return self._results(
-            entries, executor.map(self.worker, entries, chunksize=CHUNK_SIZE), generation
-        )
+        chunks = executor.map(self.chunk_worker, _chunks(entries, CHUNK_SIZE))
+        return self._results(entries, (record for chunk in chunks for record in chunk), generation)
 
     def map(self, function: Callable, items: list, *constants) -> Iterator:
         """function(item, *constants) for each item on the running workers, in order
@@ -393,10 +431,7 @@ class DaskEngine:
             self.client = Client(self._cluster)
 
     def submit(self, entries: list[FileEntry]) -> Iterator[FileRecord]:
-        chunks = [
-            entries[start : start + DASK_CHUNK_SIZE]
-            for start in range(0, len(entries), DASK_CHUNK_SIZE)
-        ]
+        chunks = _chunks(entries, DASK_CHUNK_SIZE)
         futures = self.client.map(inspect_chunk, chunks, work=self.work, pure=False)
         return self._results(chunks, futures)
 

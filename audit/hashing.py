@@ -71,18 +71,30 @@ def grayscale(image: Image.Image) -> Image.Image:
 
 def phash(image: Image.Image) -> int:
     """64-bit perceptual hash of image, bit 63 the first (lowest-frequency) coefficient."""
+    return phashes(np.stack([sample(image)]))[0]
+
+
+def sample(image: Image.Image) -> np.ndarray:
+    """The pHash's input: image in 8-bit grayscale, Lanczos-resized to 32x32 (uint8)."""
     small = grayscale(image)
     if small.size != (_SAMPLE, _SAMPLE):  # Pillow's resize to the same size is a copy
         small = small.resize((_SAMPLE, _SAMPLE), Image.Resampling.LANCZOS)
-    return _hash_of(np.frombuffer(small.tobytes(), dtype=np.uint8).reshape(_SAMPLE, _SAMPLE))
+    return np.frombuffer(small.tobytes(), dtype=np.uint8).reshape(_SAMPLE, _SAMPLE)
 
 
-def _hash_of(pixels: np.ndarray) -> int:
-    low = (_DCT_LOW @ pixels @ _DCT_LOW.T).ravel()
+def phashes(samples: np.ndarray) -> list[int]:
+    """The pHash of each (32, 32) sample of samples (n, 32, 32), as phash gives it.
+
+    One call for a batch of files: each file's own numpy calls cost more than their
+    arithmetic at this size (the scan's workers hash a chunk of files at once). The
+    products run slice by slice with the same operands as for one file, so a hash does
+    not depend on the batch it was computed in (tests/test_hashing.py)."""
+    low = (_DCT_LOW @ samples.astype(np.float64) @ _DCT_LOW.T).reshape(len(samples), -1)
     # The median of 64 values by sorting: np.median's overhead is 7x the work here.
-    ordered = np.sort(low)
-    median = (ordered[31] + ordered[32]) * 0.5
-    return int.from_bytes(np.packbits(low > median).tobytes(), "big")
+    ordered = np.sort(low, axis=1)
+    median = (ordered[:, 31] + ordered[:, 32]) * 0.5
+    bits = np.packbits(low > median[:, None], axis=1)
+    return bits.view(">u8").ravel().tolist()
 
 
 # Variant hashes carried besides the full frame's pHash, one 64-bit int each, in this
@@ -173,32 +185,42 @@ def zoom_phashes(image: Image.Image) -> tuple[int, ...]:
     64x64 resampling of the frame; the comparisons between a view and another file's
     full hash carry that difference within their radii (measured in
     bench/near_duplicates_quality.py)."""
+    return variant_hashes(np.stack([grid(image)]))[0]
+
+
+def grid(image: Image.Image) -> np.ndarray:
+    """The variant hashes' input: image in 8-bit grayscale, box-resampled to 64x64 (uint8)."""
     gray = grayscale(image)
     width, height = gray.size
     if width < 1 or height < 1:
-        return (NO_HASH,) * len(VARIANTS)
+        return np.zeros((_GRID, _GRID), dtype=np.uint8)  # flat: every view is NO_HASH
     if _GRID % width == 0 and _GRID % height == 0:
         # A side dividing the grid (CIFAR's 32x32, icons): Pillow's BOX upscaling by a
         # whole factor repeats each pixel, so the grid is the pixels repeated, byte for
         # byte (checked for every pair of sides 1..64 dividing 64), at a fifth of the
         # resize's cost (3 us against 18 us on a 32x32 image).
         small = np.frombuffer(gray.tobytes(), dtype=np.uint8).reshape(height, width)
-        pixels = np.repeat(np.repeat(small, _GRID // height, 0), _GRID // width, 1)
-    else:
-        grid = gray.resize((_GRID, _GRID), Image.Resampling.BOX)
-        pixels = np.frombuffer(grid.tobytes(), dtype=np.uint8).reshape(_GRID, _GRID)
-    pixels = pixels.astype(np.float64)
-    low = (_LEFT @ pixels @ _RIGHT).reshape(len(VARIANTS), -1)
-    ordered = np.sort(low, axis=1)
-    median = (ordered[:, 31] + ordered[:, 32]) * 0.5
-    bits = np.packbits(low > median[:, None], axis=1)
+        return np.repeat(np.repeat(small, _GRID // height, 0), _GRID // width, 1)
+    resampled = gray.resize((_GRID, _GRID), Image.Resampling.BOX)
+    return np.frombuffer(resampled.tobytes(), dtype=np.uint8).reshape(_GRID, _GRID)
+
+
+def variant_hashes(grids: np.ndarray) -> list[tuple[int, ...]]:
+    """The VARIANTS hashes of each (64, 64) grid of grids (n, 64, 64), as zoom_phashes
+    gives them; one call for a batch of files (see phashes)."""
+    pixels = grids.astype(np.float64)[:, None]  # (n, 1, grid, grid): each view's slices
+    count = len(grids)
+    low = (_LEFT @ pixels @ _RIGHT).reshape(count, len(VARIANTS), -1)
+    ordered = np.sort(low, axis=2)
+    median = (ordered[..., 31] + ordered[..., 32]) * 0.5
+    bits = np.packbits(low > median[..., None], axis=2)
     # Each view's pixel standard deviation, area-weighted as its samples are.
-    mean = ((_ROW_WEIGHT @ pixels) * _COLUMN_WEIGHT).sum(axis=1)
-    square = ((_ROW_WEIGHT @ (pixels * pixels)) * _COLUMN_WEIGHT).sum(axis=1)
+    mean = ((_ROW_WEIGHT @ pixels) * _COLUMN_WEIGHT).sum(axis=-1).reshape(count, -1)
+    square = ((_ROW_WEIGHT @ (pixels * pixels)) * _COLUMN_WEIGHT).sum(axis=-1).reshape(count, -1)
     flat = np.sqrt(np.maximum(square - mean * mean, 0)) < VARIANT_MIN_STD
     # Each view's 8 bytes read as one big-endian uint64: the int of its 64 bits.
-    hashes = np.where(flat, np.uint64(NO_HASH), bits.view(">u8").ravel())
-    return tuple(hashes.tolist())
+    hashes = np.where(flat, np.uint64(NO_HASH), bits.view(">u8")[..., 0])
+    return [tuple(row) for row in hashes.tolist()]
 
 
 def hamming(hash_a: int, hash_b: int) -> int:
