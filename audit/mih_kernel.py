@@ -80,3 +80,56 @@ def join(sorted_hashes, order, starts, present, patterns, radius, sub_radius, bl
                         out_distance[found] = distance
                         found += 1
     return out_first[:found], out_second[:found], out_distance[:found]
+
+
+@njit(cache=True, nogil=True)
+def join_across(
+    sorted_queries,
+    query_order,
+    query_starts,
+    query_present,
+    sorted_base,
+    base_order,
+    base_starts,
+    patterns,
+    radius,
+    sub_radius,
+    block,
+):
+    """Pairs (query, base) within radius, two arrays bucketed on `block` as in join.
+
+    Every query bucket is joined with the base buckets `pattern` away (the whole of both:
+    the two sides are different arrays, so no pair is seen twice within one block); a pair
+    is kept only when `block` is the first block on which it is within sub_radius.
+    """
+    limit = np.uint64(radius)
+    sub_limit = np.uint64(sub_radius)
+    capacity = 1024
+    out_first = np.empty(capacity, np.int64)
+    out_second = np.empty(capacity, np.int64)
+    out_distance = np.empty(capacity, np.uint8)
+    found = 0
+    for pattern in patterns:
+        for value in query_present:
+            begin, end = query_starts[value], query_starts[value + 1]
+            partner = value ^ pattern
+            other_begin, other_end = base_starts[partner], base_starts[partner + 1]
+            if other_begin == other_end:
+                continue
+            most = (end - begin) * (other_end - other_begin)
+            if found + most > capacity:  # room first: see join
+                capacity = max(2 * capacity, found + most)
+                out_first = grow(out_first, capacity)
+                out_second = grow(out_second, capacity)
+                out_distance = grow(out_distance, capacity)
+            for a in range(begin, end):
+                left = sorted_queries[a]
+                for b in range(other_begin, other_end):
+                    x = left ^ sorted_base[b]
+                    distance = popcount(x)
+                    if distance <= limit and first_block_within(x, sub_limit) == block:
+                        out_first[found] = query_order[a]
+                        out_second[found] = base_order[b]
+                        out_distance[found] = distance
+                        found += 1
+    return out_first[:found], out_second[:found], out_distance[:found]

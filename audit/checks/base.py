@@ -10,9 +10,11 @@ per-file results and the report's sections, so adding a check touches one module
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -184,6 +186,23 @@ class DatasetChecksResult:
     report_rows: dict[str, list[dict]] = field(default_factory=dict)  # table name -> rows
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off for a while (as it was before, after).
+
+    The dataset checks allocate many small objects that form no cycles (relations,
+    findings, report rows); each allocation burst made the collector walk every object
+    the scan holds: 0.07-0.15 s CPU of 0.70-0.85 s on photos-20000 (measured, best of 3).
+    What is garbage is freed by reference counting as before; cycles wait until after."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 class Registry:
     """The checks in the order they run, and everything derived from their declarations.
 
@@ -247,6 +266,13 @@ class Registry:
         """Run the dataset checks in order; an error one finds makes the file unusable
         for the checks after it."""
         result = DatasetChecksResult()
+        with _collector_paused():
+            self._run_dataset_checks(table, thresholds, result)
+        return result
+
+    def _run_dataset_checks(
+        self, table: ScanTable, thresholds: Thresholds, result: DatasetChecksResult
+    ) -> None:
         for check in self.dataset_checks:
             outcome = check.check_dataset(table, thresholds)
             result.sections[check.name] = outcome.summary
@@ -256,7 +282,6 @@ class Registry:
                 result.file_findings.setdefault(row, []).extend(findings)
                 if any(finding.severity == "error" for finding in findings):
                     table.mark_unusable([row])
-        return result
 
     def summary_entries(self, sections: dict[str, dict]) -> tuple[dict, dict]:
         """(top-level summary.json entries, nested entries by key path) from the sections."""
