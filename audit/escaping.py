@@ -36,7 +36,10 @@ def undecodable(text: str) -> bool:
 def for_report(text: str) -> str:
     """text as a report stores it: unchanged when it is UTF-8; otherwise its backslashes
     doubled and each byte that is not UTF-8 written \\xNN, so from_report gives it back."""
-    if not undecodable(text):
+    # Called for every name of every row (and every value the HTML page shows): an ASCII
+    # name, the usual case, returns after one C call (undecodable() would cost a second
+    # Python call per value: 214,000 of them for a 20,000-file report).
+    if text.isascii() or not undecodable(text):
         return text
     return os.fsencode(text).replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace")
 
