@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import threading
 from collections import defaultdict
 
 import numpy as np
@@ -189,3 +190,31 @@ def test_unique_sorted_is_np_unique(values, repeats):
     found = duplicates.unique_sorted(array)
     expected = np.unique(array)
     assert found.dtype == expected.dtype and found.tolist() == expected.tolist()
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_the_search_kernels_load_while_files_are_read_and_a_failure_costs_nothing(
+    tmp_path, monkeypatch, fails
+):
+    from audit import neighbors, scan
+    from tests.imagegen import colour_dataset
+
+    colour_dataset(tmp_path / "data", {"a": 3, "b": 3})
+    loaded = []
+
+    def load_kernels():
+        loaded.append(True)
+        if fails:
+            raise RuntimeError("numba cannot load")
+
+    monkeypatch.setattr(neighbors, "load_kernels", load_kernels)
+    monkeypatch.setattr(neighbors, "BRUTE_FORCE_UP_TO", 10)  # the scan below has 6 files
+    expected = scan.scan(tmp_path / "data", tmp_path / "before", jobs=1, cache=False).summary
+    assert loaded == []
+    monkeypatch.setattr(neighbors, "BRUTE_FORCE_UP_TO", 5)
+    result = scan.scan(tmp_path / "data", tmp_path / "after", jobs=1, cache=False)
+    for thread in threading.enumerate():
+        if thread.name == "load-search-kernels":
+            thread.join(5)
+    assert loaded == [True]
+    assert result.summary["usable"] == expected["usable"] == 6
