@@ -16,7 +16,7 @@ from audit.engines import FileWork, PoolEngine
 from audit.outputs import OutputInsideDataset
 from audit.scan import inspect_all, scan
 from tests.conftest import jpeg, tree_fingerprint, write_dataset
-from tests.crashing_worker import crash_on_marked_files
+from tests.crashing_worker import crash_in_chunk, crash_on_marked_files
 from tests.imagegen import encode, photo_like
 
 
@@ -175,24 +175,33 @@ def test_parallel_equals_serial(golden, tmp_path):
     ).read_bytes()
 
 
-def inspect_with_a_crash(tmp_path, crash_name: str):
-    """Records of 40 files plus one that kills its worker process, and the layout walked."""
-    files = {f"cat/{i:02d}.jpg": jpeg(i) for i in range(40)}
-    files[f"cat/{crash_name}"] = jpeg(99)
-    layout = discover(write_dataset(tmp_path / "d", files))
-    engine = PoolEngine(2, FileWork(Thresholds()), worker=crash_on_marked_files)
+def inspect_with_a_crash(tmp_path, crash_name: str, in_chunk: bool = False, files: int = 40):
+    """Records of `files` files plus one that kills its worker process, and the layout
+    walked. in_chunk: the crash comes from the pool's own chunk task (else a per-file one)."""
+    found = {f"cat/{i:03d}.jpg": jpeg(i) for i in range(files)}
+    found[f"cat/{crash_name}"] = jpeg(99)
+    layout = discover(write_dataset(tmp_path / "d", found))
+    engine = PoolEngine(
+        2,
+        FileWork(Thresholds()),
+        worker=crash_on_marked_files,
+        chunk_worker=crash_in_chunk if in_chunk else None,
+    )
     try:
         return list(inspect_all(layout, engine)), layout
     finally:
         engine.close()
 
 
-def test_a_worker_crash_costs_one_row_not_the_scan(tmp_path):
-    records, layout = inspect_with_a_crash(tmp_path, "20_crash.jpg")
+@pytest.mark.parametrize("in_chunk", [False, True])
+def test_a_worker_crash_costs_one_row_not_the_scan(tmp_path, in_chunk):
+    # 150 files: the crash in the middle of the second chunk of 64, others before and after.
+    records, layout = inspect_with_a_crash(tmp_path, "100_crash.jpg", in_chunk, files=150)
     assert [r.path for r in records] == [e.relpath for e in layout.iter_files()]
     crashed = [r for r in records if r.findings]
-    assert [(r.path, r.codes) for r in crashed] == [("cat/20_crash.jpg", ("unreadable",))]
+    assert [(r.path, r.codes) for r in crashed] == [("cat/100_crash.jpg", ("unreadable",))]
     assert "crashed" in crashed[0].findings[0].reason
+    assert all(r.phash is not None for r in records if r is not crashed[0])
 
 
 def test_progress_is_reported(small_dataset, tmp_path):
