@@ -47,6 +47,9 @@ def one_scan(tree: Path, folder: Path, jobs: int) -> tuple[int, float, float]:
         done = subprocess.run(
             [sys.executable, "-c", ONE_SCAN, str(folder), out, str(jobs)],
             env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin"},
+            # `-c` puts the working folder first on sys.path: run from the tree itself, or
+            # the audit package of wherever this was started from is the one measured.
+            cwd=tree,
             capture_output=True,
             text=True,
             check=True,
