@@ -146,6 +146,11 @@ def _brute(hashes: np.ndarray, radius: int, block: int = 1024) -> Pairs:
         firsts.append(first[keep] + start)
         seconds.append(second[keep])
         distances.append(distance[first[keep], offset[keep]].astype(np.uint8))
+    return _joined(firsts, seconds, distances)
+
+
+def _joined(firsts: list, seconds: list, distances: list) -> Pairs:
+    """One Pairs of the blocks' pieces."""
     if not firsts:
         return Pairs.empty()
     return Pairs(
@@ -165,13 +170,7 @@ def _brute_across(queries: np.ndarray, base: np.ndarray, radius: int) -> Pairs:
         firsts.append(first + start)
         seconds.append(second)
         distances.append(distance[first, second].astype(np.uint8))
-    if not firsts:
-        return Pairs.empty()
-    return Pairs(
-        np.concatenate(firsts).astype(np.int64),
-        np.concatenate(seconds).astype(np.int64),
-        np.concatenate(distances),
-    )
+    return _joined(firsts, seconds, distances)
 
 
 # ---------------------------------------------------------------- multi-index hashing
