@@ -1,6 +1,8 @@
 """One file -> one set of facts: magic bytes, structure, a full decode, size and hashes.
 
-Runs in worker processes, so it is self-contained and cheap: the file is read once;
+Runs in worker processes, a chunk of files at a time (inspect_files: each file read and
+decoded alone, then the chunk's hashes and quality measures computed together), so it is
+self-contained and cheap: the file is read once;
 sha256 and the structural walk run over those bytes; Pillow decodes them fully
 (for JPEG through `draft()`, which still entropy-decodes every block, so truncation
 and corrupt data are found, but skips most of the inverse DCT and colour work).
