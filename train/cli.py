@@ -9,13 +9,35 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from audit import argtypes
 from audit.boundary import run_command
 from audit.errors import InvalidArgument, MissingDependency, UserError
 from audit.outputs import default_report_dir, refuse_inside_dataset
 
+if TYPE_CHECKING:
+    from train.config import TrainConfig
+
 EXIT_PASSED, EXIT_FAILED = 0, 1
+
+
+_SEED = argtypes.integer(minimum=0, maximum=2**32 - 1)  # the seeds TensorFlow accepts
+
+
+def _add_size_options(parser: argparse.ArgumentParser, defaults: TrainConfig) -> None:
+    """--image-size and --batch-size, as `run` and `label-issues` take them (a preset's
+    value when not given)."""
+    parser.add_argument(
+        "--image-size",
+        type=argtypes.integer(minimum=8, maximum=4096),
+        help=f"square input side in pixels (default: {defaults.image_size}, or the preset's)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=argtypes.integer(minimum=1, maximum=65536),
+        help=f"default: {defaults.batch_size}, or the preset's",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,16 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="local MobileNetV2 no-top weights for the pretrained stage (skipped without)",
     )
-    run.add_argument(
-        "--image-size",
-        type=argtypes.integer(minimum=8, maximum=4096),
-        help=f"square input side in pixels (default: {defaults.image_size}, or the preset's)",
-    )
-    run.add_argument(
-        "--batch-size",
-        type=argtypes.integer(minimum=1, maximum=65536),
-        help=f"default: {defaults.batch_size}, or the preset's",
-    )
+    _add_size_options(run, defaults)
     run.add_argument(
         "--steps",
         type=argtypes.integer(minimum=1, maximum=10_000_000),
@@ -92,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--seed",
-        type=argtypes.integer(minimum=0, maximum=2**32 - 1),  # what TensorFlow accepts
+        type=_SEED,
         default=defaults.seed,
         help=f"random seed for the split, the weights and the batches (default: {defaults.seed})",
     )
@@ -396,16 +409,7 @@ def _add_label_issues(commands, presets) -> None:
     command.add_argument(
         "--preset", choices=tuple(presets), help="image size, batch size and steps of a preset"
     )
-    command.add_argument(
-        "--image-size",
-        type=argtypes.integer(minimum=8, maximum=4096),
-        help=f"square input side in pixels (default: {defaults.image_size}, or the preset's)",
-    )
-    command.add_argument(
-        "--batch-size",
-        type=argtypes.integer(minimum=1, maximum=65536),
-        help=f"default: {defaults.batch_size}, or the preset's",
-    )
+    _add_size_options(command, defaults)
     command.add_argument(
         "--steps",
         type=argtypes.integer(minimum=1, maximum=10_000_000),
@@ -418,7 +422,7 @@ def _add_label_issues(commands, presets) -> None:
     )
     command.add_argument(
         "--seed",
-        type=argtypes.integer(minimum=0, maximum=2**32 - 1),
+        type=_SEED,
         default=defaults.seed,
         help=f"random seed of the folds, the weights and the batches (default: {defaults.seed})",
     )
